@@ -1,0 +1,270 @@
+"""Building blocks shared by T5 and the decoder-only LM (Flax Linen).
+
+Conventions (T5 1.1 / T5X):
+  * no biases anywhere; RMSNorm without mean subtraction or bias, pre-norm residual blocks;
+  * attention logits are NOT scaled by 1/sqrt(head_dim): the scale is folded into the query
+    initializer instead (stddev (d_model * head_dim) ** -0.5), so checkpoints stay interchangeable;
+  * every parameter is created through `nn.with_logical_partitioning` with T5X logical axis names,
+    and key activations carry `nn.with_logical_constraint` (no-ops without a mesh and rules);
+  * params live in `param_dtype`, activations in `dtype`; norms, softmax and logits run in fp32.
+
+Masks are boolean `[batch, 1, q_len, k_len]` (True = may attend); relative position biases are
+float32 `[batch or 1, heads, q_len, k_len]`. They stay separate so the common unpacked case keeps
+the position bias at batch 1 and lets XLA broadcast it inside the softmax fusion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+Initializer = Callable[..., Array]
+
+# Large negative logit for masked keys; fp32 so it never overflows (attention math is fp32).
+_MASKED = -1e10
+
+
+def _param(
+    module: nn.Module,
+    name: str,
+    init: Initializer,
+    axes: tuple[str, ...],
+    shape: tuple[int, ...],
+    param_dtype: jnp.dtype,
+) -> Array:
+    """A parameter boxed with its logical axes (unboxed on read)."""
+    return module.param(name, nn.with_logical_partitioning(init, axes), shape, param_dtype)
+
+
+def _dropout(
+    x: Array, rate: float, deterministic: bool, broadcast_dims: tuple[int, ...] = ()
+) -> Array:
+    # Built inline (not in setup) so a zero rate costs nothing and needs no rng.
+    if rate == 0.0 or deterministic:
+        return x
+    return nn.Dropout(rate=rate, broadcast_dims=broadcast_dims)(x, deterministic=False)
+
+
+class RMSNorm(nn.Module):
+    """T5 layer norm: x / rms(x) * scale, computed in fp32, no bias, no mean subtraction."""
+
+    epsilon: float
+    dtype: jnp.dtype
+    param_dtype: jnp.dtype
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        scale = _param(
+            self, "scale", nn.initializers.ones, ("embed",), (x.shape[-1],), self.param_dtype
+        )
+        x32 = x.astype(jnp.float32)
+        x32 = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + self.epsilon)
+        return (x32 * scale.astype(jnp.float32)).astype(self.dtype)
+
+
+class Embed(nn.Module):
+    """Token embedding table ("vocab", "embed"), T5X init N(0, 1)."""
+
+    num_embeddings: int
+    features: int
+    dtype: jnp.dtype
+    param_dtype: jnp.dtype
+
+    @nn.compact
+    def __call__(self, ids: Array) -> Array:
+        table = _param(
+            self,
+            "embedding",
+            nn.initializers.normal(stddev=1.0),
+            ("vocab", "embed"),
+            (self.num_embeddings, self.features),
+            self.param_dtype,
+        )
+        x = jnp.take(table.astype(self.dtype), ids, axis=0)
+        return nn.with_logical_constraint(x, ("batch", "length", "embed"))
+
+
+class GatedGeluMlp(nn.Module):
+    """T5 1.1 MLP: wo(gelu(wi_0 x) * wi_1 x), dropout on the hidden activations as in T5X."""
+
+    d_ff: int
+    dropout_rate: float
+    dtype: jnp.dtype
+    param_dtype: jnp.dtype
+
+    @nn.compact
+    def __call__(self, x: Array, deterministic: bool) -> Array:
+        d = x.shape[-1]
+        fan_in = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
+        wi_0 = _param(self, "wi_0", fan_in, ("embed", "mlp"), (d, self.d_ff), self.param_dtype)
+        wi_1 = _param(self, "wi_1", fan_in, ("embed", "mlp"), (d, self.d_ff), self.param_dtype)
+        wo = _param(self, "wo", fan_in, ("mlp", "embed"), (self.d_ff, d), self.param_dtype)
+        gate = nn.gelu(x @ wi_0.astype(self.dtype), approximate=True)
+        h = gate * (x @ wi_1.astype(self.dtype))
+        h = nn.with_logical_constraint(h, ("batch", "length", "mlp"))
+        # T5X broadcasts hidden-activation dropout over the length axis.
+        h = _dropout(h, self.dropout_rate, deterministic, broadcast_dims=(-2,))
+        return h @ wo.astype(self.dtype)
+
+
+class MultiHeadAttention(nn.Module):
+    """T5 attention (no 1/sqrt(d) scaling at runtime) with an optional autoregressive KV cache.
+
+    Cache protocol (`decode=True`), as in the Flax WMT example and T5X:
+      * the first call, normally through `Module.init` on a full-length dummy batch, creates
+        zero `cached_key`/`cached_value` of shape [batch, max_length, heads, head_dim] in the
+        "cache" collection and otherwise runs like the full forward pass;
+      * later calls pass `decode_index` (the write offset, owned by the enclosing stack): the new
+        keys/values are written at [decode_index, decode_index + q_len) and the queries attend over
+        the whole cache; the stack's mask hides slots that are not written yet.
+    """
+
+    num_heads: int
+    head_dim: int
+    dropout_rate: float
+    dtype: jnp.dtype
+    param_dtype: jnp.dtype
+
+    @nn.compact
+    def __call__(
+        self,
+        inputs_q: Array,
+        inputs_kv: Array,
+        mask: Array,
+        bias: Array | None,
+        deterministic: bool,
+        decode: bool = False,
+        decode_index: Array | None = None,
+    ) -> Array:
+        d = inputs_q.shape[-1]
+        h, k = self.num_heads, self.head_dim
+        # Fold the 1/sqrt(head_dim) attention scale into the query init (T5 / T5X convention).
+        fan_in_normal = nn.initializers.variance_scaling(
+            1.0, "fan_in", "normal", in_axis=0, out_axis=(1, 2)
+        )
+
+        def query_init(key: Array, shape: tuple[int, ...], dtype: jnp.dtype) -> Array:
+            return fan_in_normal(key, shape, dtype) / np.sqrt(k).astype(dtype)
+
+        qkv_axes = ("embed", "heads", "kv")
+        wq = _param(self, "query", query_init, qkv_axes, (d, h, k), self.param_dtype)
+        wk = _param(self, "key", fan_in_normal, qkv_axes, (d, h, k), self.param_dtype)
+        wv = _param(self, "value", fan_in_normal, qkv_axes, (d, h, k), self.param_dtype)
+        wo = _param(
+            self,
+            "out",
+            nn.initializers.variance_scaling(1.0, "fan_in", "normal", in_axis=(0, 1), out_axis=2),
+            ("heads", "kv", "embed"),
+            (h, k, d),
+            self.param_dtype,
+        )
+        act = ("batch", "length", "heads", "kv")
+        q = nn.with_logical_constraint(
+            jnp.einsum("bsd,dhk->bshk", inputs_q, wq.astype(self.dtype)), act
+        )
+        key = nn.with_logical_constraint(
+            jnp.einsum("bsd,dhk->bshk", inputs_kv, wk.astype(self.dtype)), act
+        )
+        value = nn.with_logical_constraint(
+            jnp.einsum("bsd,dhk->bshk", inputs_kv, wv.astype(self.dtype)), act
+        )
+
+        if decode:
+            cached_key = self.variable("cache", "cached_key", jnp.zeros, key.shape, key.dtype)
+            cached_value = self.variable(
+                "cache", "cached_value", jnp.zeros, value.shape, value.dtype
+            )
+            if decode_index is not None:
+                start = (0, decode_index, 0, 0)
+                key = jax.lax.dynamic_update_slice(cached_key.value, key, start)
+                value = jax.lax.dynamic_update_slice(cached_value.value, value, start)
+                cached_key.value, cached_value.value = key, value
+
+        # Scores, bias and softmax in fp32 whatever the activation dtype.
+        logits = jnp.einsum("bqhk,bshk->bhqs", q, key, preferred_element_type=jnp.float32)
+        if bias is not None:
+            logits = logits + bias
+        logits = jnp.where(mask, logits, _MASKED)
+        weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
+        weights = _dropout(weights, self.dropout_rate, deterministic)
+        out = jnp.einsum("bhqs,bshk->bqhk", weights, value)
+        out = nn.with_logical_constraint(out, act)
+        return jnp.einsum("bqhk,hkd->bqd", out, wo.astype(self.dtype))
+
+
+def relative_position_bucket(
+    relative_position: Array, bidirectional: bool, num_buckets: int, max_distance: int
+) -> Array:
+    """T5's bucketing of `key_pos - query_pos`: exact for small distances, log-spaced up to
+    `max_distance`, saturating beyond. Causal (unidirectional) bucketing maps every future key to
+    bucket 0, which the mask hides anyway (or, for prefix-LM, treats like distance 0 as T5X does).
+    """
+    n = -relative_position
+    bucket = jnp.zeros_like(n)
+    if bidirectional:
+        num_buckets //= 2
+        bucket = bucket + (n < 0).astype(n.dtype) * num_buckets
+        n = jnp.abs(n)
+    else:
+        n = jnp.maximum(n, 0)
+    max_exact = num_buckets // 2
+    is_small = n < max_exact
+    # The log is taken on a clipped value so the small branch never sees log(0) (it is unused
+    # there, but NaNs in an unselected branch still poison gradients).
+    n_large = jnp.maximum(n, max_exact).astype(jnp.float32)
+    val_if_large = max_exact + (
+        jnp.log(n_large / max_exact) / np.log(max_distance / max_exact) * (num_buckets - max_exact)
+    ).astype(n.dtype)
+    val_if_large = jnp.minimum(val_if_large, num_buckets - 1)
+    return bucket + jnp.where(is_small, n, val_if_large)
+
+
+class RelativePositionBias(nn.Module):
+    """One bias table per stack ("heads", "relpos_buckets"), shared across its layers (T5)."""
+
+    num_heads: int
+    num_buckets: int
+    max_distance: int
+    bidirectional: bool
+    param_dtype: jnp.dtype
+
+    @nn.compact
+    def __call__(self, query_positions: Array, key_positions: Array) -> Array:
+        """Positions [b, q] and [b, k] (b may be 1) -> fp32 bias [b, heads, q, k]."""
+        table = _param(
+            self,
+            "rel_embedding",
+            nn.initializers.variance_scaling(1.0, "fan_avg", "uniform"),
+            ("heads", "relpos_buckets"),
+            (self.num_heads, self.num_buckets),
+            self.param_dtype,
+        )
+        relative = key_positions[:, None, :] - query_positions[:, :, None]
+        buckets = relative_position_bucket(
+            relative.astype(jnp.int32), self.bidirectional, self.num_buckets, self.max_distance
+        )
+        bias = jnp.take(table.astype(jnp.float32), buckets, axis=1)  # [h, b, q, k]
+        return jnp.transpose(bias, (1, 0, 2, 3))
+
+
+def attention_mask(
+    query_valid: Array,
+    key_valid: Array,
+    query_segment_ids: Array | None = None,
+    key_segment_ids: Array | None = None,
+) -> Array:
+    """Boolean [b, 1, q, k]: both positions valid and (when packed) in the same segment."""
+    mask = query_valid[:, :, None] & key_valid[:, None, :]
+    if query_segment_ids is not None and key_segment_ids is not None:
+        mask = mask & (query_segment_ids[:, :, None] == key_segment_ids[:, None, :])
+    return mask[:, None, :, :]
+
+
+def default_positions(tokens: Array) -> Array:
+    """[1, length] positions 0..length-1; batch 1 so the position bias broadcasts over rows."""
+    return jnp.arange(tokens.shape[1], dtype=jnp.int32)[None, :]

@@ -1,0 +1,71 @@
+"""Token losses and metrics over fp32 logits (log-softmax via logsumexp).
+
+All functions take logits [b, t, vocab], integer targets [b, t] and weights [b, t] (0 on padding
+and, for prefix-LM, on the prefix) and return sums, so callers can aggregate across devices and
+micro-batches before dividing.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+def _log_softmax_parts(logits: Array, targets: Array) -> tuple[Array, Array, Array]:
+    """(log_z [b, t], target log-prob [b, t], logits fp32) without materializing a one-hot."""
+    logits = logits.astype(jnp.float32)
+    log_z = jax.nn.logsumexp(logits, axis=-1)
+    target_logit = jnp.take_along_axis(logits, targets[..., None].astype(jnp.int32), axis=-1)
+    return log_z, target_logit[..., 0] - log_z, logits
+
+
+def cross_entropy_with_z_loss(
+    logits: Array,
+    targets: Array,
+    weights: Array,
+    z_loss: float = 1e-4,
+    label_smoothing: float = 0.0,
+) -> tuple[Array, Array, Array]:
+    """Weighted token cross-entropy plus T5X's z-loss `z_loss * log(Z)^2`.
+
+    Returns `(loss_sum, z_loss_sum, weight_sum)`; `loss_sum` already includes the z-loss (it is the
+    quantity to minimize) and `z_loss_sum` reports that part alone. With label smoothing the
+    target distribution puts `1 - label_smoothing` on the target and spreads the rest uniformly
+    over the other tokens; the entropy of that distribution is subtracted (as T5X does) so a
+    perfect model scores 0.
+    """
+    vocab = logits.shape[-1]
+    weights = weights.astype(jnp.float32)
+    log_z, target_logp, logits32 = _log_softmax_parts(logits, targets)
+    if label_smoothing > 0.0:
+        confidence = 1.0 - label_smoothing
+        low = label_smoothing / (vocab - 1)
+        sum_logp = jnp.sum(logits32, axis=-1) - vocab * log_z
+        # -sum_v q_v log p_v with q = low everywhere except `confidence` on the target.
+        loss = -(confidence - low) * target_logp - low * sum_logp
+        loss = loss + (confidence * jnp.log(confidence) + (vocab - 1) * low * jnp.log(low + 1e-20))
+    else:
+        loss = -target_logp
+    z = z_loss * jnp.square(log_z)
+    loss_sum = jnp.sum((loss + z) * weights)
+    return loss_sum, jnp.sum(z * weights), jnp.sum(weights)
+
+
+def token_accuracy(logits: Array, targets: Array, weights: Array) -> tuple[Array, Array]:
+    """(weighted count of argmax == target, weight sum)."""
+    weights = weights.astype(jnp.float32)
+    correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
+    return jnp.sum(correct * weights), jnp.sum(weights)
+
+
+def per_example_logprob(logits: Array, targets: Array, weights: Array) -> Array:
+    """Summed target log-likelihood per row [b] (rank classification scores)."""
+    _, target_logp, _ = _log_softmax_parts(logits, targets)
+    return jnp.sum(target_logp * weights.astype(jnp.float32), axis=-1)
+
+
+def per_example_length(weights: Array) -> Array:
+    """Number of scored tokens per row [b] (for length-normalized scores)."""
+    return jnp.sum(weights.astype(jnp.float32), axis=-1)

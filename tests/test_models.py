@@ -1,0 +1,540 @@
+"""Tests for flan_jax.models: configs, parameter layout, packing, KV-cache decoding, losses.
+
+Everything runs on tiny models (vocab 64, d_model 64, 2+2 layers); compiled functions are shared
+through module-scoped fixtures to keep the file fast on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from flan_jax.models import (
+    T5,
+    DecoderConfig,
+    DecoderOnly,
+    T5Config,
+    build_model,
+    decoder_config,
+    init_decode_cache,
+    model_kind,
+    param_count,
+    t5_config,
+    train_flops_per_example,
+)
+from flan_jax.models.layers import relative_position_bucket
+from flan_jax.models.losses import (
+    cross_entropy_with_z_loss,
+    per_example_length,
+    per_example_logprob,
+    token_accuracy,
+)
+
+VOCAB = 64
+
+
+def _token_logprobs(logits: jax.Array, targets: np.ndarray) -> np.ndarray:
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    return np.asarray(jnp.take_along_axis(logp, jnp.asarray(targets)[..., None], -1)[..., 0])
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+def _host_params(model: nn.Module, *args, seed: int = 0) -> tuple[dict, dict]:
+    """(abstract boxed variables, host-random params) without running `init`.
+
+    XLA:CPU needs ~0.3 s to compile each parameter's random initializer, so the tests draw
+    parameters with numpy at fan-in scale (norm scales near 1) and run the real `init` once
+    (`test_real_init_scales`).
+    """
+    boxed = jax.eval_shape(model.init, jax.random.key(0), *args)
+    rng = np.random.default_rng(seed)
+
+    def draw(path, leaf: nn.LogicallyPartitioned) -> jax.Array:
+        shape, names = leaf.value.shape, leaf.names
+        if names == ("embed",):
+            value = 1.0 + 0.1 * rng.normal(size=shape)
+        elif names[0] == "vocab" or names[0] == "heads" and len(names) == 2:
+            value = rng.normal(size=shape)  # embeddings and relative position biases
+        else:
+            fan_in = shape[0] if names[0] in ("embed", "mlp") else shape[0] * shape[1]
+            value = rng.normal(size=shape) / np.sqrt(fan_in)
+        return jnp.asarray(value, leaf.value.dtype)
+
+    params = jax.tree_util.tree_map_with_path(
+        draw, boxed["params"], is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned)
+    )
+    return boxed, params
+
+
+@pytest.fixture(scope="module")
+def t5_setup():
+    model = build_model(t5_config("tiny", vocab_size=VOCAB))
+    tokens = jnp.ones((2, 8), jnp.int32)
+    boxed, params = _host_params(model, tokens, tokens)
+    forward = jax.jit(lambda p, batch: model.apply({"params": p}, **batch))
+    return model, boxed, params, forward
+
+
+@pytest.fixture(scope="module")
+def lm_setup():
+    model = build_model(decoder_config("tiny", vocab_size=VOCAB))
+    boxed, params = _host_params(model, jnp.ones((2, 8), jnp.int32), seed=1)
+    forward = jax.jit(lambda p, batch: model.apply({"params": p}, **batch))
+    return model, boxed, params, forward
+
+
+# ----------------------------------------------------------------------------- configs
+
+
+@pytest.mark.parametrize(
+    "make, field",
+    [
+        (lambda: T5Config(d_model=0), "d_model"),
+        (lambda: T5Config(num_heads=-2), "num_heads"),
+        (lambda: T5Config(num_encoder_layers=0), "num_encoder_layers"),
+        (lambda: T5Config(dropout_rate=1.0), "dropout_rate"),
+        (lambda: T5Config(dtype="float16"), "dtype"),
+        (lambda: T5Config(param_dtype="int8"), "param_dtype"),
+        (lambda: T5Config(layer_norm_epsilon=0.0), "layer_norm_epsilon"),
+        (lambda: T5Config(relative_attention_max_distance=8), "relative_attention_max_distance"),
+        (lambda: DecoderConfig(num_layers=0), "num_layers"),
+        (lambda: DecoderConfig(vocab_size=2.5), "vocab_size"),
+        (lambda: t5_config("huge"), "huge"),
+    ],
+)
+def test_invalid_config_one_line_error(make, field):
+    with pytest.raises(ValueError) as err:
+        make()
+    message = str(err.value)
+    assert field in message and "\n" not in message
+
+
+def test_configs_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        T5Config().d_model = 3  # type: ignore[misc]
+
+
+def test_presets_and_kind():
+    small = t5_config("small")
+    assert (small.d_model, small.num_heads, small.d_ff, small.num_encoder_layers) == (
+        512,
+        6,
+        1024,
+        8,
+    )
+    xxl = t5_config("xxl")
+    assert (xxl.d_model, xxl.num_heads, xxl.d_ff, xxl.num_decoder_layers) == (4096, 64, 10240, 24)
+    assert t5_config("tiny", vocab_size=100).vocab_size == 100
+    assert model_kind(small) == "encoder_decoder"
+    assert model_kind(decoder_config("tiny")) == "decoder_only"
+    assert isinstance(build_model(small), T5)
+    assert isinstance(build_model(decoder_config("small")), DecoderOnly)
+
+
+@pytest.mark.parametrize("size, tflop", [("small", 0.106), ("base", 0.426), ("large", 1.47)])
+def test_train_flops_match_t5_md(size, tflop):
+    got = train_flops_per_example(t5_config(size), 512, 114) / 1e12
+    assert got == pytest.approx(tflop, rel=0.01)
+
+
+def test_decoder_only_flops_formula():
+    cfg = decoder_config("tiny", vocab_size=VOCAB)
+    d, a, f, s = 64, 64, 128, 10
+    expected = 3 * (2 * (2 * s * (4 * d * a + 3 * d * f) + 4 * s * s * a) + 2 * s * d * VOCAB)
+    assert train_flops_per_example(cfg, 6, 4) == expected
+
+
+def _abstract_param_size(model: nn.Module, *args) -> int:
+    shapes = jax.eval_shape(model.init, jax.random.key(0), *args)["params"]
+    return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(nn.unbox(shapes)))
+
+
+@pytest.mark.parametrize("size", ["tiny", "small"])
+def test_param_count_t5(size):
+    config = t5_config(size, vocab_size=VOCAB) if size == "tiny" else t5_config(size)
+    tokens = jnp.ones((1, 4), jnp.int32)
+    assert param_count(config) == _abstract_param_size(T5(config), tokens, tokens)
+    if size == "small":
+        assert param_count(config) == pytest.approx(77e6, rel=0.01)
+
+
+@pytest.mark.parametrize("size", ["tiny", "small"])
+def test_param_count_decoder(size):
+    config = decoder_config(size)
+    tokens = jnp.ones((1, 4), jnp.int32)
+    assert param_count(config) == _abstract_param_size(DecoderOnly(config), tokens)
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+@pytest.mark.parametrize("setup", ["t5_setup", "lm_setup"])
+def test_params_are_logically_partitioned(setup, request):
+    _, boxed, _, _ = request.getfixturevalue(setup)
+    leaves = jax.tree_util.tree_leaves(
+        boxed["params"], is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned)
+    )
+    assert leaves and all(isinstance(x, nn.LogicallyPartitioned) for x in leaves)
+    for leaf in leaves:
+        assert len(leaf.names) == leaf.value.ndim, leaf.names
+        assert leaf.value.dtype == jnp.float32
+    specs = nn.get_partition_spec(boxed)["params"]
+    assert specs["token_embedder"]["embedding"] == jax.sharding.PartitionSpec("vocab", "embed")
+    decoder = specs["decoder"]
+    assert decoder["logits_dense"] == jax.sharding.PartitionSpec("embed", "vocab")
+    assert decoder["relpos_bias"]["rel_embedding"] == jax.sharding.PartitionSpec(
+        "heads", "relpos_buckets"
+    )
+    layer = decoder["layers_0"]
+    assert layer["self_attention"]["query"] == jax.sharding.PartitionSpec("embed", "heads", "kv")
+    assert layer["self_attention"]["out"] == jax.sharding.PartitionSpec("heads", "kv", "embed")
+    assert layer["mlp"]["wi_0"] == jax.sharding.PartitionSpec("embed", "mlp")
+    assert layer["mlp"]["wo"] == jax.sharding.PartitionSpec("mlp", "embed")
+    assert layer["pre_mlp_layer_norm"]["scale"] == jax.sharding.PartitionSpec("embed")
+
+
+def test_t5_layout_and_shapes(t5_setup):
+    model, _, params, forward = t5_setup
+    assert set(params) == {"token_embedder", "encoder", "decoder"}
+    assert "encoder_decoder_attention" in params["decoder"]["layers_1"]
+    enc = jnp.array([[5, 6, 7, 1, 0, 0, 0], [9, 1, 0, 0, 0, 0, 0]])
+    dec = jnp.array([[0, 8, 9], [0, 3, 0]])
+    logits = forward(params, dict(encoder_input_tokens=enc, decoder_input_tokens=dec))
+    assert logits.shape == (2, 3, VOCAB) and logits.dtype == jnp.float32
+    encoded = jax.jit(lambda p, e: model.apply({"params": p}, e, method=T5.encode))(params, enc)
+    assert encoded.shape == (2, 7, 64)
+
+
+def test_relative_position_buckets_match_t5():
+    # Hand-checked values of T5's bucketing (32 buckets, max distance 128).
+    rel = jnp.array([0, -1, -15, -16, -100, -1000, 1, 5, 200])
+    bi = relative_position_bucket(rel, True, 32, 128)
+    assert bi.tolist() == [0, 1, 9, 10, 15, 15, 17, 21, 31]
+    uni = relative_position_bucket(rel, False, 32, 128)
+    assert uni.tolist() == [0, 1, 15, 16, 30, 31, 0, 0, 0]
+
+
+# ----------------------------------------------------------------------------- packing
+
+# Two examples, as seqio's EncDecFeatureConverter would pack / pad them.
+_EX = [
+    dict(inputs=[3, 4, 5, 1], targets=[6, 7, 1]),
+    dict(inputs=[8, 9, 1], targets=[10, 11, 12, 1]),
+]
+
+
+def _pad(x: list[int], n: int) -> list[int]:
+    return x + [0] * (n - len(x))
+
+
+def test_t5_packing_equals_unpacked(t5_setup):
+    _, _, params, forward = t5_setup
+    n_in, n_tg = 8, 8
+    packed = dict(
+        encoder_input_tokens=[_pad(_EX[0]["inputs"] + _EX[1]["inputs"], n_in)],
+        encoder_segment_ids=[_pad([1] * 4 + [2] * 3, n_in)],
+        encoder_positions=[_pad([0, 1, 2, 3, 0, 1, 2], n_in)],
+        decoder_target_tokens=[_pad(_EX[0]["targets"] + _EX[1]["targets"], n_tg)],
+        decoder_input_tokens=[_pad([0, 6, 7, 0, 10, 11, 12], n_tg)],
+        decoder_segment_ids=[_pad([1] * 3 + [2] * 4, n_tg)],
+        decoder_positions=[_pad([0, 1, 2, 0, 1, 2, 3], n_tg)],
+    )
+    packed = {k: jnp.array(v) for k, v in packed.items()}
+    unpacked = dict(
+        encoder_input_tokens=jnp.array([_pad(e["inputs"], n_in) for e in _EX]),
+        decoder_target_tokens=jnp.array([_pad(e["targets"], n_tg) for e in _EX]),
+        decoder_input_tokens=jnp.array([_pad([0] + e["targets"][:-1], n_tg) for e in _EX]),
+    )
+    lp_packed = _token_logprobs(forward(params, packed), packed["decoder_target_tokens"])[0]
+    lp_unpacked = _token_logprobs(forward(params, unpacked), unpacked["decoder_target_tokens"])
+    seg = np.asarray(packed["decoder_segment_ids"][0])
+    packed_sums = [lp_packed[seg == s].sum() for s in (1, 2)]
+    unpacked_sums = [lp_unpacked[i, : len(e["targets"])].sum() for i, e in enumerate(_EX)]
+    np.testing.assert_allclose(packed_sums, unpacked_sums, rtol=1e-5, atol=1e-5)
+
+
+# seqio PrefixLMFeatureConverter's own packed example (inputs then targets, marker one past).
+_LM_PACKED = dict(
+    decoder_target_tokens=[7, 8, 5, 1, 3, 9, 1, 8, 4, 9, 3, 1, 4, 1, 0],
+    decoder_input_tokens=[0, 7, 8, 5, 1, 3, 9, 0, 8, 4, 9, 3, 1, 4, 0],
+    decoder_loss_weights=[0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 1, 1, 0],
+    decoder_positions=[0, 1, 2, 3, 4, 5, 6, 0, 1, 2, 3, 4, 5, 6, 0],
+    decoder_segment_ids=[1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 0],
+    decoder_causal_attention=[1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0],
+)
+
+
+def test_decoder_only_packing_equals_unpacked(lm_setup):
+    _, _, params, forward = lm_setup
+    p = {k: np.array([v]) for k, v in _LM_PACKED.items()}
+    rows = [slice(0, 7), slice(7, 14)]
+    u = {k: np.array([_pad(list(v[0][r]), 15) for r in rows]) for k, v in p.items()}
+    model_keys = (
+        "decoder_target_tokens",
+        "decoder_input_tokens",
+        "decoder_segment_ids",
+        "decoder_positions",
+        "decoder_causal_attention",
+    )
+    packed_logits = forward(params, {k: jnp.asarray(p[k]) for k in model_keys})
+    unpacked_keys = ("decoder_target_tokens", "decoder_input_tokens", "decoder_causal_attention")
+    unpacked_logits = forward(params, {k: jnp.asarray(u[k]) for k in unpacked_keys})
+    w_p, w_u = p["decoder_loss_weights"], u["decoder_loss_weights"]
+    lp_p = _token_logprobs(packed_logits, p["decoder_target_tokens"]) * w_p
+    lp_u = _token_logprobs(unpacked_logits, u["decoder_target_tokens"]) * w_u
+    seg = p["decoder_segment_ids"][0]
+    packed_sums = [lp_p[0, seg == s].sum() for s in (1, 2)]
+    np.testing.assert_allclose(packed_sums, lp_u.sum(-1), rtol=1e-5, atol=1e-5)
+    # The same through the library helper.
+    np.testing.assert_allclose(
+        per_example_logprob(unpacked_logits, u["decoder_target_tokens"], w_u),
+        lp_u.sum(-1),
+        rtol=1e-6,
+    )
+
+
+# ----------------------------------------------------------------------------- prefix-LM
+
+
+def test_prefix_lm_and_causal_visibility(lm_setup):
+    _, _, params, forward = lm_setup
+    tokens = jnp.array([[0, 7, 8, 5, 1, 3, 9, 2]])
+    changed = tokens.at[0, 6].set(11)  # a target position, after the prefix
+    changed_prefix = tokens.at[0, 3].set(11)  # inside the prefix
+    marker = jnp.array([[1, 1, 1, 1, 1, 0, 0, 0]])
+
+    def run(t, prefix=None):
+        batch = dict(decoder_input_tokens=t)
+        if prefix is not None:
+            batch["decoder_causal_attention"] = prefix
+        return np.asarray(forward(params, batch))[0]
+
+    base, after = run(tokens, marker), run(changed, marker)
+    np.testing.assert_array_equal(base[:6], after[:6])  # prefix and earlier targets unaffected
+    assert not np.allclose(base[6:], after[6:])
+    # Prefix positions see later prefix tokens (bidirectional) ...
+    assert not np.allclose(base[:3], run(changed_prefix, marker)[:3])
+    # ... but without the marker the model is purely causal.
+    causal, causal_changed = run(tokens), run(changed_prefix)
+    np.testing.assert_array_equal(causal[:3], causal_changed[:3])
+    assert not np.allclose(causal[3:], causal_changed[3:])
+
+
+# ----------------------------------------------------------------------------- KV cache
+
+
+def test_t5_cached_decoding_equals_full_forward(t5_setup):
+    model, _, params, forward = t5_setup
+    enc = jnp.array([[5, 6, 7, 8, 1, 0], [9, 3, 1, 0, 0, 0]])
+    targets = jnp.array([[12, 13, 14, 15, 1], [20, 21, 22, 23, 24]])
+    dec_in = jnp.concatenate([jnp.zeros((2, 1), jnp.int32), targets[:, :-1]], axis=1)
+    full = forward(
+        params,
+        dict(encoder_input_tokens=enc, decoder_input_tokens=dec_in, decoder_target_tokens=targets),
+    )
+    cache = init_decode_cache(model, batch_size=2, max_decode_length=5, encoder_length=6)
+    assert int(cache["decoder"]["cache_index"]) == 0
+
+    @jax.jit
+    def step(cache, encoded, token):
+        logits, mutated = model.apply(
+            {"params": params, "cache": cache},
+            encoded,
+            enc,
+            token,
+            decode=True,
+            max_decode_length=5,
+            method=T5.decode,
+            mutable=["cache"],
+        )
+        return logits, mutated["cache"]
+
+    encoded = jax.jit(lambda p, e: model.apply({"params": p}, e, method=T5.encode))(params, enc)
+    steps = []
+    for i in range(5):
+        logits, cache = step(cache, encoded, dec_in[:, i : i + 1])
+        steps.append(logits)
+    np.testing.assert_allclose(jnp.concatenate(steps, axis=1), full, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="max_decode_length"):
+        model.apply(
+            {"params": params, "cache": cache},
+            encoded,
+            enc,
+            dec_in[:, :1],
+            decode=True,
+            max_decode_length=7,
+            method=T5.decode,
+            mutable=["cache"],
+        )
+
+
+@pytest.mark.parametrize("prefix_len", [0, 5])
+def test_decoder_only_cached_decoding_equals_full_forward(lm_setup, prefix_len):
+    model, _, params, forward = lm_setup
+    tokens = jnp.array([[0, 7, 8, 5, 1, 3, 9, 2], [0, 4, 4, 6, 1, 10, 11, 12]])
+    marker = jnp.broadcast_to((jnp.arange(8) < prefix_len).astype(jnp.int32), tokens.shape)
+    batch = dict(decoder_input_tokens=tokens)
+    if prefix_len:
+        batch["decoder_causal_attention"] = marker
+    full = forward(params, batch)
+    cache = init_decode_cache(model, batch_size=2, max_decode_length=8)
+
+    def step(cache, chunk, chunk_marker):
+        logits, mutated = model.apply(
+            {"params": params, "cache": cache},
+            chunk,
+            decoder_causal_attention=chunk_marker,
+            decode=True,
+            mutable=["cache"],
+        )
+        return logits, mutated["cache"]
+
+    pieces = []
+    start = 0
+    if prefix_len:  # prefill the whole prompt at once: it attends bidirectionally
+        logits, cache = jax.jit(step)(cache, tokens[:, :prefix_len], marker[:, :prefix_len])
+        pieces.append(logits)
+        start = prefix_len
+    jit_step = jax.jit(lambda c, t: step(c, t, None))
+    for i in range(start, 8):
+        logits, cache = jit_step(cache, tokens[:, i : i + 1])
+        pieces.append(logits)
+    np.testing.assert_allclose(jnp.concatenate(pieces, axis=1), full, atol=1e-5, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- dtypes, dropout
+
+
+def test_bfloat16_activations_keep_float32_params():
+    model = build_model(t5_config("tiny", vocab_size=VOCAB, dtype="bfloat16"))
+    enc = jnp.array([[5, 6, 7, 1]])
+    dec = jnp.array([[0, 8, 9]])
+    boxed, params = _host_params(model, enc, dec)
+    assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(nn.unbox(boxed)))
+
+    @jax.jit
+    def run(params):
+        variables = {"params": params}
+        encoded = model.apply(variables, enc, method=T5.encode)
+        return encoded, model.apply(variables, enc, dec)
+
+    encoded, logits = run(params)
+    assert encoded.dtype == jnp.bfloat16
+    assert logits.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(logits)))
+
+
+def test_real_init_scales():
+    """The one real `init`: T5X scales (query init folds in head_dim ** -0.5), float32 params."""
+    config = decoder_config("tiny", vocab_size=VOCAB, d_model=128, d_ff=256)
+    model = DecoderOnly(config)
+    boxed = jax.jit(model.init)(jax.random.key(0), jnp.ones((1, 4), jnp.int32))
+    params = nn.unbox(boxed)["params"]
+    assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(params))
+    attn = params["decoder"]["layers_0"]["self_attention"]
+    d, hd = config.d_model, config.head_dim
+    assert float(jnp.std(attn["query"])) == pytest.approx((d * hd) ** -0.5, rel=0.1)
+    assert float(jnp.std(attn["key"])) == pytest.approx(d**-0.5, rel=0.1)
+    assert float(jnp.std(attn["out"])) == pytest.approx((config.num_heads * hd) ** -0.5, rel=0.1)
+    assert float(jnp.std(params["token_embedder"]["embedding"])) == pytest.approx(1.0, rel=0.1)
+    np.testing.assert_array_equal(params["decoder"]["decoder_norm"]["scale"], 1.0)
+
+
+def test_dropout_only_when_enabled_and_remat_is_transparent(lm_setup):
+    _, _, params, _ = lm_setup
+    base = decoder_config("tiny", vocab_size=VOCAB, dropout_rate=0.3)
+    model, remat = DecoderOnly(base), DecoderOnly(dataclasses.replace(base, remat=True))
+    tokens = jnp.array([[0, 7, 8, 5, 1, 3, 9, 2]])
+
+    @jax.jit
+    def run(params, rng):
+        variables, rngs = {"params": params}, {"dropout": rng}
+        return (
+            model.apply(variables, tokens),
+            model.apply(variables, tokens),
+            model.apply(variables, tokens, enable_dropout=True, rngs=rngs),
+            remat.apply(variables, tokens, enable_dropout=True, rngs=rngs),
+        )
+
+    eval_a, eval_b, train, train_remat = run(params, jax.random.key(3))
+    np.testing.assert_array_equal(eval_a, eval_b)
+    assert not np.allclose(eval_a, train)
+    np.testing.assert_allclose(train, train_remat, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- sharding
+
+
+def test_t5_forward_under_mesh_with_logical_rules(t5_setup):
+    model, boxed, _, _ = t5_setup
+    mesh = jax.make_mesh((2, 4), ("data", "model"), axis_types=(jax.sharding.AxisType.Auto,) * 2)
+    rules = (
+        ("batch", "data"),
+        ("vocab", "model"),
+        ("mlp", "model"),
+        ("heads", "model"),
+        ("joined_kv", "model"),
+        ("kv", None),
+        ("embed", None),
+        ("length", None),
+        ("relpos_buckets", None),
+    )
+    _, _, host_params, forward = t5_setup
+    specs = nn.get_partition_spec(boxed)["params"]
+    shardings = nn.logical_to_mesh_sharding(specs, mesh, rules)
+    params = jax.device_put(host_params, shardings)
+    assert params["decoder"]["logits_dense"].sharding.spec == jax.sharding.PartitionSpec(
+        None, "model"
+    )
+    enc = jnp.array([[5, 6, 7, 1], [9, 1, 0, 0]])
+    dec = jnp.array([[0, 8, 9], [0, 3, 0]])
+
+    @jax.jit
+    def run(params):
+        with nn.logical_axis_rules(rules):
+            return model.apply({"params": params}, enc, dec)
+
+    with jax.set_mesh(mesh):
+        logits = run(params)
+    reference = forward(host_params, dict(encoder_input_tokens=enc, decoder_input_tokens=dec))
+    np.testing.assert_allclose(logits, reference, atol=1e-5, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def test_cross_entropy_z_loss_and_label_smoothing():
+    rng = np.random.default_rng(0)
+    logits = jnp.asarray(rng.normal(size=(2, 5, 11)) * 3, jnp.float32)
+    targets = jnp.asarray(rng.integers(0, 11, size=(2, 5)))
+    weights = jnp.asarray([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], jnp.float32)
+    loss, z, n = cross_entropy_with_z_loss(logits, targets, weights, z_loss=1e-4)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+    log_z = jax.nn.logsumexp(logits, axis=-1)
+    np.testing.assert_allclose(z, np.sum(1e-4 * log_z**2 * weights), rtol=1e-5)
+    np.testing.assert_allclose(loss, np.sum(ce * weights) + z, rtol=1e-5)
+    assert float(n) == 8.0
+
+    eps = 0.1
+    loss_ls, _, _ = cross_entropy_with_z_loss(logits, targets, weights, 0.0, label_smoothing=eps)
+    soft = optax.smooth_labels(jax.nn.one_hot(targets, 11), 0.0)
+    soft = soft * (1 - eps) + (1 - soft) * eps / 10
+    entropy = -np.sum(soft * np.log(soft), axis=-1)
+    expected = optax.softmax_cross_entropy(logits, soft) - entropy
+    np.testing.assert_allclose(loss_ls, np.sum(expected * weights), rtol=1e-5)
+
+
+def test_accuracy_and_lengths():
+    logits = jnp.array([[[0.0, 2.0, 1.0], [3.0, 0.0, 0.0], [0.0, 0.0, 1.0]]])
+    targets = jnp.array([[1, 1, 2]])
+    weights = jnp.array([[1.0, 1.0, 0.0]])
+    correct, total = token_accuracy(logits, targets, weights)
+    assert (float(correct), float(total)) == (1.0, 2.0)
+    np.testing.assert_array_equal(per_example_length(weights), [2.0])
