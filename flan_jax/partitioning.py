@@ -16,6 +16,7 @@ never a model's internals. The layout follows T5X:
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -100,8 +101,9 @@ def make_mesh(cfg: MeshConfig, devices: Sequence[jax.Device] | None = None) -> M
 def logical_axis_rules(kind: str = "1d") -> AxisRules:
     """Logical-name -> mesh-axes rules of the given kind ("1d", "2d" or "fsdp").
 
-    Names absent here resolve to "replicated" in flax; they are listed anyway so the table
-    documents every name the models use.
+    flax silently replicates a name that has no rule (so a misspelt axis name in a model means
+    "replicated"); the replicated names are listed anyway, so the table documents every name
+    the models use.
     """
     if kind not in RULE_KINDS:
         raise ValueError(f"rules kind {kind!r} is unknown; use one of {RULE_KINDS}")
@@ -230,6 +232,7 @@ def check_batch_size(global_batch: int, mesh: Mesh) -> None:
         )
 
 
+@functools.lru_cache(maxsize=16)  # called per batch by host_local_to_global; meshes are hashable
 def _batch_rows_by_process(mesh: Mesh) -> dict[int, frozenset[int]]:
     """For each process, which of the data-parallel batch slices its devices hold."""
     dp = data_parallel_size(mesh)
