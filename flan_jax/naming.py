@@ -1,0 +1,132 @@
+"""The one grammar for task and mixture names, and the helper that builds and parses them.
+
+Task names::
+
+    <collection>:<dataset>:mix              training task, one template per example
+    <collection>:<dataset>:t<i>             template i, inputs -> target (zero-shot eval of it)
+    <collection>:<dataset>:t<i>:rank        template i, one row per (example, option)
+    ...:<k>shot                             k-shot variant of any of the above
+
+Mixture names::
+
+    <collection>:heldout_<c1>[+<c2>...]:train   all clusters but the held-out ones (and the
+                                                clusters the exclusion rules drop with them)
+    <collection>:heldout_<c1>[+<c2>...]:eval    the held-out clusters' per-template eval tasks
+    <collection>:all:train                      every cluster
+    ...:train:tpl<n> / ...:train:clusters<n>    ablations (templates per dataset, cluster count)
+
+Collection, dataset and cluster names are lower-case snake case. The collection is the name of the
+module in ``tasks/`` (and ``mixtures/``) that registers it, so a name alone tells which module to
+import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+
+_IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class InvalidNameError(ValueError):
+    """A malformed task or mixture name."""
+
+
+def check_ident(kind: str, value: str) -> str:
+    if not _IDENT.match(value):
+        raise InvalidNameError(
+            f"{kind} name {value!r} is not lower-case snake case (letters, digits, '_', "
+            "starting with a letter); rename it"
+        )
+    return value
+
+
+def task_name(
+    collection: str,
+    dataset: str,
+    template: int | None = None,
+    *,
+    rank: bool = False,
+    shots: int = 0,
+) -> str:
+    """Builds a task name; ``template=None`` is the mixed-template training task."""
+    check_ident("collection", collection)
+    check_ident("dataset", dataset)
+    if template is None:
+        if rank:
+            raise InvalidNameError("a rank-classification task needs a template index")
+        parts = [collection, dataset, "mix"]
+    else:
+        parts = [collection, dataset, f"t{template}"] + (["rank"] if rank else [])
+    if shots:
+        parts.append(f"{shots}shot")
+    return ":".join(parts)
+
+
+def mixture_name(
+    collection: str,
+    heldout: Sequence[str] = (),
+    kind: str = "train",
+    *,
+    templates: int | None = None,
+    clusters: int | None = None,
+) -> str:
+    """Builds a mixture name; no held-out clusters means the all-clusters mixture."""
+    check_ident("collection", collection)
+    if kind not in ("train", "eval"):
+        raise InvalidNameError(f"mixture kind {kind!r} must be 'train' or 'eval'")
+    for c in heldout:
+        check_ident("cluster", c)
+    if kind == "eval" and not heldout:
+        raise InvalidNameError("an eval mixture needs at least one held-out cluster")
+    parts = [collection, "heldout_" + "+".join(heldout) if heldout else "all", kind]
+    if templates is not None:
+        parts.append(f"tpl{templates}")
+    if clusters is not None:
+        parts.append(f"clusters{clusters}")
+    return ":".join(parts)
+
+
+@dataclasses.dataclass(frozen=True)
+class ParsedName:
+    """What a task or mixture name says."""
+
+    collection: str
+    is_mixture: bool
+    dataset: str | None = None
+    template: int | None = None
+    rank: bool = False
+    shots: int = 0
+    heldout: tuple[str, ...] = ()
+    kind: str | None = None
+
+
+_TASK_RE = re.compile(
+    r"^(?P<c>[a-z][a-z0-9_]*):(?P<d>[a-z][a-z0-9_]*):(?:mix|t(?P<t>\d+)(?P<r>:rank)?)"
+    r"(?::(?P<k>\d+)shot)?$"
+)
+_MIX_RE = re.compile(
+    r"^(?P<c>[a-z][a-z0-9_]*):(?:all|heldout_(?P<h>[a-z0-9_+]+)):(?P<kind>train|eval)"
+    r"(?::tpl\d+)?(?::clusters\d+)?$"
+)
+
+
+def parse_name(name: str) -> ParsedName:
+    """Parses a task or mixture name built by this module."""
+    if m := _MIX_RE.match(name):
+        heldout = tuple(m["h"].split("+")) if m["h"] else ()
+        return ParsedName(m["c"], True, heldout=heldout, kind=m["kind"])
+    if m := _TASK_RE.match(name):
+        return ParsedName(
+            m["c"],
+            False,
+            dataset=m["d"],
+            template=int(m["t"]) if m["t"] is not None else None,
+            rank=bool(m["r"]),
+            shots=int(m["k"] or 0),
+        )
+    raise InvalidNameError(
+        f"{name!r} is not a task or mixture name: expected e.g. 'demo:sentiment_products:t0', "
+        "'demo:sentiment_products:mix' or 'demo:heldout_nli:train' (see flan_jax/naming.py)"
+    )

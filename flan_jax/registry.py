@@ -1,0 +1,465 @@
+"""Declarative task specs, turned into real ``seqio.Task``s by one registration function.
+
+A ``TaskSpec`` says where a dataset's raw examples come from, how a raw example maps to template
+fields (``fields_fn``), which templates render it, and how it is scored. ``register_collection``
+turns a list of specs into seqio tasks named by ``flan_jax.naming``:
+
+- ``<c>:<d>:t<i>``: every example rendered with template i (zero-shot eval of that template);
+- ``<c>:<d>:mix``: training task, each example rendered with one template chosen from
+  (template seed, position in the stream), exactly even over every block of n examples;
+- ``<c>:<d>:t<i>:rank``: for templates with options, one row per (example, option) with the
+  example's group id ``idx`` and ``is_correct``, so a scorer can take the argmax per group.
+
+Registration does no I/O: data sources open when a dataset is first read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import seqio
+import tensorflow as tf
+
+from flan_jax import naming, templates
+from flan_jax.evaluation import metrics as metrics_lib
+from flan_jax.templates import ANSWER_FIELD, OPTIONS_FIELD, Template, TemplateError
+
+# Our split names: `validation` is FLAN's dev split (used to pick the best template).
+SPLITS = ("train", "validation", "test")
+DEFAULT_SPLITS: Mapping[str, str] = {"train": "train", "validation": "validation", "test": "test"}
+
+
+class RegistryError(ValueError):
+    """A bad registration or lookup: duplicate, unknown name, unknown cluster."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Data sources.
+
+
+@dataclasses.dataclass(frozen=True)
+class TfdsSource:
+    """A TFDS builder, e.g. ``"glue/rte:2.0.0"``; opened lazily by seqio."""
+
+    builder: str
+    data_dir: str | None = None
+    manual_download: str | None = None  # what to download and where, for manual-only builders
+
+    def make(self, splits: Mapping[str, str]) -> seqio.DataSource:
+        return seqio.TfdsDataSource(
+            tfds_name=self.builder, tfds_data_dir=self.data_dir, splits=dict(splits)
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class FunctionSource:
+    """Raw examples from a function ``fn(source_split) -> tf.data.Dataset`` of known sizes."""
+
+    fn: Callable[[str], tf.data.Dataset]
+    sizes: Mapping[str, int]
+
+    def make(self, splits: Mapping[str, str]) -> seqio.DataSource:
+        def dataset_fn(split: str, shuffle_files: bool, seed: int | None = None) -> tf.data.Dataset:
+            del shuffle_files, seed  # generated data has a fixed order
+            return self.fn(splits[split])
+
+        return seqio.FunctionDataSource(
+            dataset_fn,
+            splits=list(splits),
+            num_input_examples={ours: self.sizes[theirs] for ours, theirs in splits.items()},
+        )
+
+
+Source = TfdsSource | FunctionSource
+
+
+# ---------------------------------------------------------------------------------------------
+# Task specs.
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    """One dataset of a collection, phrased through templates.
+
+    Attributes:
+      name: dataset name (snake case), unique in its collection.
+      cluster: the task cluster it belongs to (held out together).
+      source: where raw examples come from.
+      fields_fn: maps a raw example (dict of tensors) to template fields (dict of string
+        tensors). Classification datasets provide ``options`` (1-D string tensor) and ``answer``.
+      fields: the field names ``fields_fn`` returns; templates are checked against them.
+      templates: the instruction templates.
+      metrics: seqio metric functions for the generative per-template tasks.
+      postprocessor: ``fn(text, example=None, is_target=False)`` applied before metrics.
+      splits: our split name -> source split (e.g. ``{"validation": "train[-200:]"}``).
+      description: one line for ``flan-jax list`` and the data card.
+    """
+
+    name: str
+    cluster: str
+    source: Source
+    fields_fn: Callable[[Mapping[str, tf.Tensor]], Mapping[str, tf.Tensor]]
+    fields: tuple[str, ...]
+    templates: tuple[Template, ...]
+    metrics: tuple[Callable[..., Mapping[str, Any]], ...] = (metrics_lib.exact_match,)
+    postprocessor: Callable[..., Any] | None = None
+    splits: Mapping[str, str] = dataclasses.field(default_factory=lambda: dict(DEFAULT_SPLITS))
+    description: str = ""
+
+    def __post_init__(self):
+        naming.check_ident("dataset", self.name)
+        naming.check_ident("cluster", self.cluster)
+        if not self.templates:
+            raise TemplateError(f"dataset '{self.name}' has no templates; give at least one")
+        if OPTIONS_FIELD in self.fields and ANSWER_FIELD not in self.fields:
+            raise TemplateError(
+                f"dataset '{self.name}' provides options but no answer; add 'answer' to fields"
+            )
+        for i, t in enumerate(self.templates):
+            templates.check_template_fields(self.name, i, t, self.fields)
+        unknown = set(self.splits) - set(SPLITS)
+        if unknown:
+            raise RegistryError(
+                f"dataset '{self.name}' maps unknown split '{sorted(unknown)[0]}'; "
+                f"use one of {', '.join(SPLITS)}"
+            )
+
+    @property
+    def has_options(self) -> bool:
+        return OPTIONS_FIELD in self.fields
+
+    @property
+    def eval_templates(self) -> tuple[int, ...]:
+        """Indices of templates used for zero-shot evaluation (turned-around ones excluded)."""
+        return tuple(i for i, t in enumerate(self.templates) if not t.turned_around)
+
+
+# ---------------------------------------------------------------------------------------------
+# Preprocessors (closures over a spec; seqio maps them over the raw dataset).
+
+
+def _fields_preprocessor(spec: TaskSpec) -> Callable[[tf.data.Dataset], tf.data.Dataset]:
+    """Raw example -> template fields, plus ``idx`` (position in the split: the group id)."""
+
+    def fields(idx: tf.Tensor, ex: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        out = dict(spec.fields_fn(ex))
+        # Runs at trace time, i.e. when the dataset is first read: name the template that breaks.
+        for i, t in enumerate(spec.templates):
+            missing = sorted(t.fields - set(out))
+            if missing:
+                raise TemplateError(
+                    f"dataset '{spec.name}' template {i} uses field '{missing[0]}', which "
+                    f"fields_fn did not return (it returned: {', '.join(sorted(out))})"
+                )
+        if OPTIONS_FIELD in out:
+            options = out[OPTIONS_FIELD]
+            if options.shape.rank != 1:
+                raise TemplateError(f"dataset '{spec.name}': options must be a 1-D string tensor")
+            if options.shape[0] == 0:
+                raise TemplateError(f"dataset '{spec.name}': options are empty; give >= 1 choice")
+            with tf.control_dependencies(
+                [
+                    tf.debugging.assert_positive(
+                        tf.size(options), message=f"dataset '{spec.name}': empty options"
+                    )
+                ]
+            ):
+                out[OPTIONS_FIELD] = tf.identity(options)
+        out["idx"] = idx
+        return out
+
+    def preprocess(ds: tf.data.Dataset) -> tf.data.Dataset:
+        return ds.enumerate().map(fields, num_parallel_calls=tf.data.AUTOTUNE)
+
+    return preprocess
+
+
+def _passthrough(ex: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """Keys kept beside inputs/targets for postprocessors, metrics and per-example reports."""
+    keep = ("idx", ANSWER_FIELD, "references")
+    return {k: ex[k] for k in keep if k in ex}
+
+
+def _render_preprocessor(template: Template) -> Callable[[tf.data.Dataset], tf.data.Dataset]:
+    def render(ex):
+        return {
+            "inputs": templates.render_inputs_tf(template, ex),
+            "targets": templates.render_targets_tf(template, ex),
+            **_passthrough(ex),
+        }
+
+    return lambda ds: ds.map(render, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def template_choice(idx: tf.Tensor, num_templates: int, seed: int) -> tf.Tensor:
+    """Template index for the example at stream position ``idx``.
+
+    Positions are split into blocks of ``num_templates``; each block uses a permutation of the
+    templates drawn from (seed, block). Every template is used exactly once per block (even
+    coverage) and the choice depends only on (seed, idx) (reproducible).
+    """
+    idx = tf.cast(idx, tf.int64)
+    block = idx // num_templates
+    noise = tf.random.stateless_uniform([num_templates], seed=tf.stack([seed, block]))
+    return tf.gather(tf.argsort(noise), idx % num_templates)
+
+
+def _mix_preprocessor(spec: TaskSpec, seed: int) -> Callable[[tf.data.Dataset], tf.data.Dataset]:
+    n = len(spec.templates)
+
+    def render(ex):
+        choice = template_choice(ex["idx"], n, seed)
+        inputs = tf.stack([templates.render_inputs_tf(t, ex) for t in spec.templates])
+        targets = tf.stack([templates.render_targets_tf(t, ex) for t in spec.templates])
+        return {
+            "inputs": tf.gather(inputs, choice),
+            "targets": tf.gather(targets, choice),
+            "template": tf.cast(choice, tf.int32),
+            **_passthrough(ex),
+        }
+
+    return lambda ds: ds.map(render, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _rank_preprocessor(template: Template) -> Callable[[tf.data.Dataset], tf.data.Dataset]:
+    def rows(ex):
+        options = ex[OPTIONS_FIELD]
+        n = tf.shape(options)[0]
+        inputs = templates.render_inputs_tf(template, ex)
+        # String joins broadcast: binding `answer` to the options vector renders every target.
+        targets = templates.render_targets_tf(template, {**ex, ANSWER_FIELD: options})
+        return tf.data.Dataset.from_tensor_slices(
+            {
+                "inputs": tf.fill([n], inputs),
+                "targets": targets,
+                "idx": tf.fill([n], ex["idx"]),
+                "option_index": tf.range(n),
+                "is_correct": tf.equal(options, ex[ANSWER_FIELD]),
+            }
+        )
+
+    return lambda ds: ds.flat_map(rows)
+
+
+def rank_postprocessor(target: Any, example: Mapping[str, Any] | None = None, is_target=False):
+    """For rank tasks the 'target' seen by metrics is (group id, option index, is correct)."""
+    if not is_target:
+        return target
+    return int(example["idx"]), int(example["option_index"]), bool(example["is_correct"])
+
+
+def _text_postprocessor(spec: TaskSpec) -> Callable[..., Any]:
+    def postprocess(text: Any, example: Mapping[str, Any] | None = None, is_target=False):
+        text = text.decode() if isinstance(text, bytes) else text
+        text = text.strip()
+        if spec.postprocessor is not None:
+            return spec.postprocessor(text, example=example, is_target=is_target)
+        return text
+
+    return postprocess
+
+
+# ---------------------------------------------------------------------------------------------
+# Collections and the cluster registry.
+
+
+@dataclasses.dataclass(frozen=True)
+class Collection:
+    """A registered set of task specs with its clusters and held-out exclusion rules.
+
+    ``exclusions[c]`` lists the clusters dropped from training whenever ``c`` is held out (e.g.
+    FLAN drops Paraphrase with NLI). ``cluster_order`` is the order clusters are added in the
+    cluster-count ablation.
+    """
+
+    name: str
+    specs: tuple[TaskSpec, ...]
+    vocabulary: seqio.Vocabulary
+    exclusions: Mapping[str, tuple[str, ...]]
+    template_seed: int
+
+    @property
+    def clusters(self) -> tuple[str, ...]:
+        """Cluster names in first-appearance order."""
+        return tuple(dict.fromkeys(s.cluster for s in self.specs))
+
+    def datasets(self, cluster: str | None = None) -> tuple[TaskSpec, ...]:
+        if cluster is not None:
+            self.check_cluster(cluster)
+        return tuple(s for s in self.specs if cluster is None or s.cluster == cluster)
+
+    def spec(self, dataset: str) -> TaskSpec:
+        for s in self.specs:
+            if s.name == dataset:
+                return s
+        raise RegistryError(
+            f"unknown dataset '{dataset}' in collection '{self.name}'; known: "
+            + ", ".join(s.name for s in self.specs)
+        )
+
+    def check_cluster(self, cluster: str) -> None:
+        if cluster not in self.clusters:
+            raise RegistryError(
+                f"unknown cluster '{cluster}' in collection '{self.name}'; known clusters: "
+                + ", ".join(self.clusters)
+            )
+
+
+_COLLECTIONS: dict[str, Collection] = {}
+
+
+def output_features(vocabulary: seqio.Vocabulary) -> dict[str, seqio.Feature]:
+    return {
+        "inputs": seqio.Feature(vocabulary, add_eos=True, required=False),
+        "targets": seqio.Feature(vocabulary, add_eos=True),
+    }
+
+
+def register_collection(
+    name: str,
+    specs: Sequence[TaskSpec],
+    vocabulary: seqio.Vocabulary,
+    *,
+    exclusions: Mapping[str, Sequence[str]] | None = None,
+    template_seed: int = 0,
+) -> Collection:
+    """Registers every spec's seqio tasks (see module docstring) and the collection itself."""
+    naming.check_ident("collection", name)
+    if name in _COLLECTIONS:
+        raise RegistryError(
+            f"collection '{name}' is already registered; pick another name or import the "
+            "module that registers it only once"
+        )
+    seen: set[str] = set()
+    for s in specs:
+        if s.name in seen:
+            raise RegistryError(f"dataset '{s.name}' appears twice in collection '{name}'")
+        seen.add(s.name)
+    clusters = {s.cluster for s in specs}
+    exclusions = {k: tuple(v) for k, v in (exclusions or {}).items()}
+    for key, dropped in exclusions.items():
+        for c in (key, *dropped):
+            if c not in clusters:
+                raise RegistryError(
+                    f"exclusion rule for '{key}' names unknown cluster '{c}' in collection "
+                    f"'{name}'; known clusters: {', '.join(sorted(clusters))}"
+                )
+
+    features = output_features(vocabulary)
+    tokenize = [seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim]
+    planned = []
+    for spec in specs:
+        source = spec.source.make(spec.splits)
+        fields = _fields_preprocessor(spec)
+        text_post = _text_postprocessor(spec)
+
+        tasks = [
+            (
+                naming.task_name(name, spec.name),
+                _mix_preprocessor(spec, template_seed),
+                text_post,
+                spec.metrics,
+            )
+        ]
+        for i, t in enumerate(spec.templates):
+            tasks.append(
+                (
+                    naming.task_name(name, spec.name, i),
+                    _render_preprocessor(t),
+                    text_post,
+                    spec.metrics,
+                )
+            )
+            if spec.has_options and t.is_rankable:
+                tasks.append(
+                    (
+                        naming.task_name(name, spec.name, i, rank=True),
+                        _rank_preprocessor(t),
+                        rank_postprocessor,
+                        (metrics_lib.rank_classification,),
+                    )
+                )
+        planned += [(source, fields, *task) for task in tasks]
+    # Check every name before registering any, so a clash leaves the registry untouched.
+    for _, _, task, *_ in planned:
+        if task in seqio.TaskRegistry.names():
+            raise RegistryError(f"task '{task}' is already registered; rename the dataset")
+    for source, fields, task, render, postprocess_fn, metric_fns in planned:
+        seqio.TaskRegistry.add(
+            task,
+            source=source,
+            preprocessors=[fields, render, *tokenize],
+            output_features=features,
+            postprocess_fn=postprocess_fn,
+            metric_fns=list(metric_fns),
+        )
+
+    collection = Collection(name, tuple(specs), vocabulary, exclusions, template_seed)
+    _COLLECTIONS[name] = collection
+    return collection
+
+
+def get_collection(name: str) -> Collection:
+    """The registered collection, importing its module from ``tasks/`` on first use."""
+    if name not in _COLLECTIONS:
+        import_collection(name)
+    if name not in _COLLECTIONS:
+        raise RegistryError(
+            f"module for collection '{name}' did not register it; call register_collection"
+        )
+    return _COLLECTIONS[name]
+
+
+def collections() -> dict[str, Collection]:
+    return dict(_COLLECTIONS)
+
+
+def import_collection(name: str) -> None:
+    """Imports ``flan_jax.mixtures.<name>`` (which registers tasks too), else the tasks module."""
+    naming.check_ident("collection", name)
+    for module in (f"flan_jax.mixtures.{name}", f"flan_jax.tasks.{name}"):
+        try:
+            importlib.import_module(module)
+            return
+        except ModuleNotFoundError as e:
+            if e.name not in (module, module.rsplit(".", 1)[0] + "." + name):
+                raise
+    raise RegistryError(
+        f"no collection '{name}': neither tasks/{name}.py nor mixtures/{name}.py exists; "
+        f"known collections: {', '.join(available_collections()) or 'none'}"
+    )
+
+
+def available_collections() -> list[str]:
+    """Collections that can be imported: modules in the installed tasks/ package."""
+    import pkgutil
+
+    import flan_jax.tasks
+
+    return sorted(m.name for m in pkgutil.iter_modules(flan_jax.tasks.__path__))
+
+
+def get_task_or_mixture(name: str) -> seqio.Task | seqio.Mixture:
+    """Looks a task or mixture up by name, registering its collection first."""
+    try:
+        parsed = naming.parse_name(name)
+    except naming.InvalidNameError as e:
+        raise RegistryError(f"unknown task or mixture '{name}': {e}") from None
+    get_collection(parsed.collection)
+    if parsed.is_mixture and name in seqio.MixtureRegistry.names():
+        return seqio.MixtureRegistry.get(name)
+    if not parsed.is_mixture and name in seqio.TaskRegistry.names():
+        return seqio.TaskRegistry.get(name)
+    if parsed.is_mixture:
+        # Held-out mixtures of any cluster combination are built on demand.
+        from flan_jax import mixing
+
+        collection = get_collection(parsed.collection)
+        mixing.register_heldout_mixtures(collection, parsed.heldout)
+        if name in seqio.MixtureRegistry.names():
+            return seqio.MixtureRegistry.get(name)
+    kind = "mixture" if parsed.is_mixture else "task"
+    raise RegistryError(f"unknown {kind} '{name}'; `flan-jax list` shows the registered names")

@@ -1,0 +1,96 @@
+"""Vocabularies: bytes for tiny runs, SentencePiece by path, and training a SentencePiece model.
+
+The vocabulary tasks are registered with is chosen by ``FLAN_JAX_VOCAB`` when a task module is
+first imported: ``byte`` (default; ``seqio.ByteVocabulary``), ``t5`` (T5's public 32k model on GCS),
+or a path to a ``.model`` file. The CLI's ``--vocab`` flag sets it before importing anything.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+
+import seqio
+
+T5_VOCAB = "gs://t5-data/vocabs/cc_all.32000.100extra/sentencepiece.model"
+ENV_VAR = "FLAN_JAX_VOCAB"
+
+
+def get_vocabulary(spec: str = "byte") -> seqio.Vocabulary:
+    """``byte``, ``t5`` or a SentencePiece model path -> a seqio vocabulary (opened lazily)."""
+    if spec == "byte":
+        return seqio.ByteVocabulary()
+    if spec == "t5":
+        return seqio.SentencePieceVocabulary(T5_VOCAB)
+    if spec.startswith("gs://") or spec.endswith(".model"):
+        if not spec.startswith("gs://") and not os.path.exists(spec):
+            raise FileNotFoundError(
+                f"SentencePiece model {spec} does not exist; train one with `flan-jax train-vocab`"
+            )
+        return seqio.SentencePieceVocabulary(spec)
+    raise ValueError(
+        f"vocabulary {spec!r} is not 'byte', 't5' or a path to a SentencePiece .model file"
+    )
+
+
+def default_vocabulary() -> seqio.Vocabulary:
+    """The vocabulary task modules register with (``FLAN_JAX_VOCAB``, default bytes)."""
+    return get_vocabulary(os.environ.get(ENV_VAR, "byte"))
+
+
+def padded_vocab_size(vocabulary: seqio.Vocabulary, multiple: int = 128) -> int:
+    """Embedding rows for a vocabulary, rounded up as T5 does (32100 -> 32128)."""
+    return -(-vocabulary.vocab_size // multiple) * multiple
+
+
+def train_sentencepiece(
+    texts: Iterable[str],
+    model_prefix: str,
+    vocab_size: int = 8000,
+    *,
+    character_coverage: float = 1.0,
+    input_sentence_size: int = 1_000_000,
+) -> str:
+    """Trains a SentencePiece model that keeps newlines; returns the ``.model`` path.
+
+    T5's id convention (pad 0, eos 1, unk 2, no bos), identity normalization and no whitespace
+    squashing, so templates' line structure survives tokenization.
+    """
+    import sentencepiece as spm
+
+    os.makedirs(os.path.dirname(os.path.abspath(model_prefix)), exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as f:
+        corpus = f.name
+        n = 0
+        for text in texts:
+            # SentencePiece reads one sentence per line: split at newlines. "\n" itself is a
+            # user-defined symbol, so it is always in the vocabulary as one piece.
+            for line in text.split("\n"):
+                if line.strip():
+                    f.write(line + "\n")
+                    n += 1
+    if n == 0:
+        raise ValueError("no text to train a vocabulary on; check the task or mixture name/split")
+    try:
+        spm.SentencePieceTrainer.train(
+            input=corpus,
+            model_prefix=model_prefix,
+            vocab_size=vocab_size,
+            model_type="unigram",
+            character_coverage=character_coverage,
+            normalization_rule_name="identity",
+            remove_extra_whitespaces=False,
+            user_defined_symbols=["\n"],
+            pad_id=0,
+            eos_id=1,
+            unk_id=2,
+            bos_id=-1,
+            input_sentence_size=input_sentence_size,
+            shuffle_input_sentence=True,
+            hard_vocab_limit=False,
+            minloglevel=2,
+        )
+    finally:
+        os.unlink(corpus)
+    return model_prefix + ".model"
