@@ -74,21 +74,51 @@ def _host_params(model: nn.Module, *args, seed: int = 0) -> tuple[dict, dict]:
     return boxed, params
 
 
+def _jit_decode_step(model: nn.Module, **kwargs):
+    """jit(params, cache, *args) -> (logits, new cache) for one `decode=True` call."""
+
+    def step(params, cache, *args):
+        logits, mutated = model.apply(
+            {"params": params, "cache": cache}, *args, decode=True, mutable=["cache"], **kwargs
+        )
+        return logits, mutated["cache"]
+
+    return jax.jit(step)
+
+
+# Tests share batch shapes ([2, 8]) so each fixture's jitted functions compile once per
+# batch structure.
+T5_ENC = jnp.array([[5, 6, 7, 8, 1, 0, 0, 0], [9, 3, 1, 0, 0, 0, 0, 0]])
+T5_TARGETS = jnp.array([[12, 13, 14, 15, 1, 0, 0, 0], [20, 21, 22, 23, 24, 25, 26, 1]])
+T5_DEC_IN = jnp.array([[0, 12, 13, 14, 15, 0, 0, 0], [0, 20, 21, 22, 23, 24, 25, 26]])
+LM_TOKENS = jnp.array([[0, 7, 8, 5, 1, 3, 9, 2], [0, 4, 4, 6, 1, 10, 11, 12]])
+
+
 @pytest.fixture(scope="module")
 def t5_setup():
     model = build_model(t5_config("tiny", vocab_size=VOCAB))
-    tokens = jnp.ones((2, 8), jnp.int32)
-    boxed, params = _host_params(model, tokens, tokens)
+    boxed, params = _host_params(model, T5_ENC, T5_DEC_IN)
     forward = jax.jit(lambda p, batch: model.apply({"params": p}, **batch))
     return model, boxed, params, forward
+
+
+@pytest.fixture(scope="module")
+def t5_encode(t5_setup):
+    model = t5_setup[0]
+    return jax.jit(lambda p, tokens: model.apply({"params": p}, tokens, method=T5.encode))
 
 
 @pytest.fixture(scope="module")
 def lm_setup():
     model = build_model(decoder_config("tiny", vocab_size=VOCAB))
-    boxed, params = _host_params(model, jnp.ones((2, 8), jnp.int32), seed=1)
+    boxed, params = _host_params(model, LM_TOKENS, seed=1)
     forward = jax.jit(lambda p, batch: model.apply({"params": p}, **batch))
     return model, boxed, params, forward
+
+
+@pytest.fixture(scope="module")
+def lm_step(lm_setup):
+    return _jit_decode_step(lm_setup[0])
 
 
 # ----------------------------------------------------------------------------- configs
@@ -201,16 +231,18 @@ def test_params_are_logically_partitioned(setup, request):
     assert layer["pre_mlp_layer_norm"]["scale"] == jax.sharding.PartitionSpec("embed")
 
 
-def test_t5_layout_and_shapes(t5_setup):
-    model, _, params, forward = t5_setup
+def test_t5_layout_and_shapes(t5_setup, t5_encode):
+    _, _, params, forward = t5_setup
     assert set(params) == {"token_embedder", "encoder", "decoder"}
     assert "encoder_decoder_attention" in params["decoder"]["layers_1"]
-    enc = jnp.array([[5, 6, 7, 1, 0, 0, 0], [9, 1, 0, 0, 0, 0, 0]])
-    dec = jnp.array([[0, 8, 9], [0, 3, 0]])
-    logits = forward(params, dict(encoder_input_tokens=enc, decoder_input_tokens=dec))
-    assert logits.shape == (2, 3, VOCAB) and logits.dtype == jnp.float32
-    encoded = jax.jit(lambda p, e: model.apply({"params": p}, e, method=T5.encode))(params, enc)
-    assert encoded.shape == (2, 7, 64)
+    batch = dict(
+        encoder_input_tokens=T5_ENC,
+        decoder_input_tokens=T5_DEC_IN,
+        decoder_target_tokens=T5_TARGETS,
+    )
+    logits = forward(params, batch)
+    assert logits.shape == (2, 8, VOCAB) and logits.dtype == jnp.float32
+    assert t5_encode(params, T5_ENC).shape == (2, 8, 64)
 
 
 def test_relative_position_buckets_match_t5():
@@ -306,10 +338,10 @@ def test_decoder_only_packing_equals_unpacked(lm_setup):
 
 def test_prefix_lm_and_causal_visibility(lm_setup):
     _, _, params, forward = lm_setup
-    tokens = jnp.array([[0, 7, 8, 5, 1, 3, 9, 2]])
+    tokens = LM_TOKENS
     changed = tokens.at[0, 6].set(11)  # a target position, after the prefix
     changed_prefix = tokens.at[0, 3].set(11)  # inside the prefix
-    marker = jnp.array([[1, 1, 1, 1, 1, 0, 0, 0]])
+    marker = jnp.broadcast_to(jnp.array([1, 1, 1, 1, 1, 0, 0, 0]), tokens.shape)
 
     def run(t, prefix=None):
         batch = dict(decoder_input_tokens=t)
@@ -331,44 +363,34 @@ def test_prefix_lm_and_causal_visibility(lm_setup):
 # ----------------------------------------------------------------------------- KV cache
 
 
-def test_t5_cached_decoding_equals_full_forward(t5_setup):
+def test_t5_cached_decoding_equals_full_forward(t5_setup, t5_encode):
     model, _, params, forward = t5_setup
-    enc = jnp.array([[5, 6, 7, 8, 1, 0], [9, 3, 1, 0, 0, 0]])
-    targets = jnp.array([[12, 13, 14, 15, 1], [20, 21, 22, 23, 24]])
-    dec_in = jnp.concatenate([jnp.zeros((2, 1), jnp.int32), targets[:, :-1]], axis=1)
-    full = forward(
-        params,
-        dict(encoder_input_tokens=enc, decoder_input_tokens=dec_in, decoder_target_tokens=targets),
+    batch = dict(
+        encoder_input_tokens=T5_ENC,
+        decoder_input_tokens=T5_DEC_IN,
+        decoder_target_tokens=T5_TARGETS,
     )
-    cache = init_decode_cache(model, batch_size=2, max_decode_length=5, encoder_length=6)
+    full = forward(params, batch)
+    cache = init_decode_cache(model, batch_size=2, max_decode_length=8, encoder_length=8)
     assert int(cache["decoder"]["cache_index"]) == 0
-
-    @jax.jit
-    def step(cache, encoded, token):
-        logits, mutated = model.apply(
-            {"params": params, "cache": cache},
-            encoded,
-            enc,
-            token,
-            decode=True,
-            max_decode_length=5,
-            method=T5.decode,
-            mutable=["cache"],
-        )
-        return logits, mutated["cache"]
-
-    encoded = jax.jit(lambda p, e: model.apply({"params": p}, e, method=T5.encode))(params, enc)
-    steps = []
-    for i in range(5):
-        logits, cache = step(cache, encoded, dec_in[:, i : i + 1])
-        steps.append(logits)
-    np.testing.assert_allclose(jnp.concatenate(steps, axis=1), full, atol=1e-5, rtol=1e-5)
+    step = _jit_decode_step(model, max_decode_length=8, method=T5.decode)
+    encoded = t5_encode(params, T5_ENC)
+    pieces = []
+    for i in range(8):
+        logits, cache = step(params, cache, encoded, T5_ENC, T5_DEC_IN[:, i : i + 1])
+        pieces.append(logits)
+    assert int(cache["decoder"]["cache_index"]) == 8
+    # Padded target positions are masked in the full pass only; compare the real ones.
+    valid = np.asarray(T5_TARGETS > 0)
+    np.testing.assert_allclose(
+        jnp.concatenate(pieces, axis=1)[valid], full[valid], atol=1e-5, rtol=1e-5
+    )
     with pytest.raises(ValueError, match="max_decode_length"):
         model.apply(
             {"params": params, "cache": cache},
             encoded,
-            enc,
-            dec_in[:, :1],
+            T5_ENC,
+            T5_DEC_IN[:, :1],
             decode=True,
             max_decode_length=7,
             method=T5.decode,
@@ -377,35 +399,24 @@ def test_t5_cached_decoding_equals_full_forward(t5_setup):
 
 
 @pytest.mark.parametrize("prefix_len", [0, 5])
-def test_decoder_only_cached_decoding_equals_full_forward(lm_setup, prefix_len):
+def test_decoder_only_cached_decoding_equals_full_forward(lm_setup, lm_step, prefix_len):
     model, _, params, forward = lm_setup
-    tokens = jnp.array([[0, 7, 8, 5, 1, 3, 9, 2], [0, 4, 4, 6, 1, 10, 11, 12]])
+    tokens = LM_TOKENS
     marker = jnp.broadcast_to((jnp.arange(8) < prefix_len).astype(jnp.int32), tokens.shape)
     batch = dict(decoder_input_tokens=tokens)
     if prefix_len:
         batch["decoder_causal_attention"] = marker
     full = forward(params, batch)
     cache = init_decode_cache(model, batch_size=2, max_decode_length=8)
-
-    def step(cache, chunk, chunk_marker):
-        logits, mutated = model.apply(
-            {"params": params, "cache": cache},
-            chunk,
-            decoder_causal_attention=chunk_marker,
-            decode=True,
-            mutable=["cache"],
-        )
-        return logits, mutated["cache"]
-
     pieces = []
-    start = 0
     if prefix_len:  # prefill the whole prompt at once: it attends bidirectionally
-        logits, cache = jax.jit(step)(cache, tokens[:, :prefix_len], marker[:, :prefix_len])
+        prefill = _jit_decode_step(model)
+        logits, cache = prefill(
+            params, cache, tokens[:, :prefix_len], None, None, None, marker[:, :prefix_len]
+        )
         pieces.append(logits)
-        start = prefix_len
-    jit_step = jax.jit(lambda c, t: step(c, t, None))
-    for i in range(start, 8):
-        logits, cache = jit_step(cache, tokens[:, i : i + 1])
+    for i in range(prefix_len, 8):
+        logits, cache = lm_step(params, cache, tokens[:, i : i + 1])
         pieces.append(logits)
     np.testing.assert_allclose(jnp.concatenate(pieces, axis=1), full, atol=1e-5, rtol=1e-5)
 
@@ -419,21 +430,15 @@ def test_bfloat16_activations_keep_float32_params():
     dec = jnp.array([[0, 8, 9]])
     boxed, params = _host_params(model, enc, dec)
     assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(nn.unbox(boxed)))
-
-    @jax.jit
-    def run(params):
-        variables = {"params": params}
-        encoded = model.apply(variables, enc, method=T5.encode)
-        return encoded, model.apply(variables, enc, dec)
-
-    encoded, logits = run(params)
+    encoded = jax.eval_shape(lambda p: model.apply({"params": p}, enc, method=T5.encode), params)
     assert encoded.dtype == jnp.bfloat16
+    logits = jax.jit(lambda p: model.apply({"params": p}, enc, dec))(params)
     assert logits.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(logits)))
 
 
 def test_real_init_scales():
     """The one real `init`: T5X scales (query init folds in head_dim ** -0.5), float32 params."""
-    config = decoder_config("tiny", vocab_size=VOCAB, d_model=128, d_ff=256)
+    config = decoder_config("tiny", vocab_size=VOCAB, d_model=128, d_ff=256, num_layers=1)
     model = DecoderOnly(config)
     boxed = jax.jit(model.init)(jax.random.key(0), jnp.ones((1, 4), jnp.int32))
     params = nn.unbox(boxed)["params"]
@@ -451,21 +456,21 @@ def test_dropout_only_when_enabled_and_remat_is_transparent(lm_setup):
     _, _, params, _ = lm_setup
     base = decoder_config("tiny", vocab_size=VOCAB, dropout_rate=0.3)
     model, remat = DecoderOnly(base), DecoderOnly(dataclasses.replace(base, remat=True))
-    tokens = jnp.array([[0, 7, 8, 5, 1, 3, 9, 2]])
+    tokens = LM_TOKENS
 
     @jax.jit
     def run(params, rng):
         variables, rngs = {"params": params}, {"dropout": rng}
         return (
             model.apply(variables, tokens),
-            model.apply(variables, tokens),
             model.apply(variables, tokens, enable_dropout=True, rngs=rngs),
             remat.apply(variables, tokens, enable_dropout=True, rngs=rngs),
         )
 
-    eval_a, eval_b, train, train_remat = run(params, jax.random.key(3))
-    np.testing.assert_array_equal(eval_a, eval_b)
-    assert not np.allclose(eval_a, train)
+    evaluated, train, train_remat = run(params, jax.random.key(3))
+    _, _, _, forward = lm_setup
+    np.testing.assert_allclose(evaluated, forward(params, dict(decoder_input_tokens=tokens)))
+    assert not np.allclose(evaluated, train)
     np.testing.assert_allclose(train, train_remat, atol=1e-6)
 
 
@@ -473,7 +478,8 @@ def test_dropout_only_when_enabled_and_remat_is_transparent(lm_setup):
 
 
 def test_t5_forward_under_mesh_with_logical_rules(t5_setup):
-    model, boxed, _, _ = t5_setup
+    """Rules as in T5X's 1D setting (flan_jax.partitioning has the project's own table)."""
+    model, boxed, host_params, forward = t5_setup
     mesh = jax.make_mesh((2, 4), ("data", "model"), axis_types=(jax.sharding.AxisType.Auto,) * 2)
     rules = (
         ("batch", "data"),
@@ -486,24 +492,27 @@ def test_t5_forward_under_mesh_with_logical_rules(t5_setup):
         ("length", None),
         ("relpos_buckets", None),
     )
-    _, _, host_params, forward = t5_setup
     specs = nn.get_partition_spec(boxed)["params"]
     shardings = nn.logical_to_mesh_sharding(specs, mesh, rules)
     params = jax.device_put(host_params, shardings)
     assert params["decoder"]["logits_dense"].sharding.spec == jax.sharding.PartitionSpec(
         None, "model"
     )
-    enc = jnp.array([[5, 6, 7, 1], [9, 1, 0, 0]])
-    dec = jnp.array([[0, 8, 9], [0, 3, 0]])
+    batch = dict(
+        encoder_input_tokens=T5_ENC,
+        decoder_input_tokens=T5_DEC_IN,
+        decoder_target_tokens=T5_TARGETS,
+    )
 
     @jax.jit
     def run(params):
+        # Activation constraints resolve through the same rules under the mesh.
         with nn.logical_axis_rules(rules):
-            return model.apply({"params": params}, enc, dec)
+            return model.apply({"params": params}, **batch)
 
     with jax.set_mesh(mesh):
         logits = run(params)
-    reference = forward(host_params, dict(encoder_input_tokens=enc, decoder_input_tokens=dec))
+    reference = forward(host_params, batch)
     np.testing.assert_allclose(logits, reference, atol=1e-5, rtol=1e-5)
 
 

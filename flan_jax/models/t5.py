@@ -117,15 +117,19 @@ class T5(nn.Module):
         encoded: Array,
         encoder_input_tokens: Array,
         decoder_input_tokens: Array,
-        decoder_target_tokens: Array | None = None,
         decoder_segment_ids: Array | None = None,
         decoder_positions: Array | None = None,
         encoder_segment_ids: Array | None = None,
         enable_dropout: bool = False,
         decode: bool = False,
         max_decode_length: int | None = None,
+        decoder_target_tokens: Array | None = None,
     ) -> Array:
         """Decoder logits [b, t, vocab] (fp32) given the encoder output.
+
+        `decoder_target_tokens`, when given, masks padded target positions (decoder inputs start
+        with 0, so padding cannot be read from them); without it the decoder is causal only,
+        which changes nothing at real positions.
 
         With `decode=True` the call is one cached step (or chunk) of autoregressive decoding; see
         `decoder.py`. `max_decode_length`, if given, must equal the cache length (a check only:
