@@ -1,0 +1,268 @@
+"""The ``flan-jax`` command: the entry layer (the only place that parses flags and gin).
+
+Subcommands:
+  list                        registered collections, clusters, datasets and mixtures
+  inspect NAME                a task (raw example, rendered text, token counts) or a mixture
+  train-vocab NAME OUT        a SentencePiece model trained on a task's or mixture's text
+  train / eval / infer        gin-configured jobs (see ``flan_jax/gin_entry.py``)
+  smoke                       the main job on the embedded default (demo collection)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+
+def _quiet_tf() -> None:
+    """Keeps TensorFlow off accelerators (JAX owns them) and its logs short."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    tf.config.set_visible_devices([], "GPU")
+    tf.get_logger().setLevel("ERROR")
+
+
+class UserError(Exception):
+    """An input problem reported as one line (no traceback)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# list
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    import seqio
+
+    from flan_jax import registry
+
+    names = [args.collection] if args.collection else registry.available_collections()
+    for name in names:
+        collection = registry.get_collection(name)
+        print(
+            f"collection {name}: {len(collection.clusters)} clusters, "
+            f"{len(collection.specs)} datasets"
+        )
+        for cluster in collection.clusters:
+            dropped = collection.exclusions.get(cluster, ())
+            extra = f"  (holding it out also drops: {', '.join(dropped)})" if dropped else ""
+            print(f"  cluster {cluster}{extra}")
+            for spec in collection.datasets(cluster):
+                flags = []
+                if spec.has_options:
+                    flags.append("options")
+                turned = sum(t.turned_around for t in spec.templates)
+                if turned:
+                    flags.append(f"{turned} turned-around")
+                print(
+                    f"    {spec.name:<28} {len(spec.templates):>2} templates  "
+                    f"[{', '.join(flags)}]  {spec.description}"
+                )
+        tasks = [t for t in seqio.TaskRegistry.names() if t.startswith(name + ":")]
+        mixtures = sorted(m for m in seqio.MixtureRegistry.names() if m.startswith(name + ":"))
+        print(f"  tasks: {len(tasks)} (e.g. {', '.join(sorted(tasks)[:3])}, ...)")
+        print(f"  mixtures ({len(mixtures)}):")
+        for m in mixtures:
+            print(f"    {m}")
+
+
+# ---------------------------------------------------------------------------------------------
+# inspect
+
+
+def _show(value) -> str:
+    import numpy as np
+
+    if isinstance(value, bytes):
+        return repr(value.decode("utf-8", "replace"))
+    if isinstance(value, np.ndarray) and value.dtype == object:
+        return repr([v.decode("utf-8", "replace") for v in value.ravel()])
+    return repr(value.tolist() if hasattr(value, "tolist") else value)
+
+
+def cmd_inspect(args: argparse.Namespace) -> None:
+    import seqio
+
+    from flan_jax import naming, registry
+
+    provider = registry.get_task_or_mixture(args.name)
+    if isinstance(provider, seqio.Mixture):
+        parsed = naming.parse_name(args.name)
+        collection = registry.get_collection(parsed.collection)
+        from flan_jax import mixing
+
+        plan = mixing.plan_heldout(collection, parsed.heldout)
+        print(f"mixture {args.name}")
+        print(
+            f"  held out: {', '.join(plan.heldout) or 'none'}; "
+            f"excluded clusters: {', '.join(plan.excluded) or 'none'}"
+        )
+        total = provider.total_rate
+        for task in provider.tasks:
+            rate = provider.get_rate(task)
+            print(f"  {task.name:<40} rate {rate:>8.0f}  ({100 * rate / total:5.1f}%)")
+        return
+    task = provider
+    split = args.split
+    if split not in task.splits:
+        raise UserError(
+            f"task {task.name} has no split '{split}'; it has: {', '.join(task.splits)}"
+        )
+    vocabulary = task.output_features["targets"].vocabulary
+    raw = task.source.get_dataset(split=split, shuffle=False).take(args.n)
+    rendered = task.get_dataset(None, split=split, shuffle=False).take(args.n)
+    for i, (r, ex) in enumerate(zip(raw.as_numpy_iterator(), rendered.as_numpy_iterator())):
+        print(f"=== {task.name} [{split}] example {i}")
+        print("raw:")
+        for k, v in r.items():
+            print(f"  {k}: {_show(v)}")
+        extras = {k: v for k, v in ex.items() if k in ("template", "idx", "is_correct")}
+        if extras:
+            print("meta: " + ", ".join(f"{k}={_show(v)}" for k, v in extras.items()))
+        print("inputs:")
+        print("  " + ex["inputs_pretokenized"].decode().replace("\n", "\n  "))
+        print("targets:")
+        print("  " + ex["targets_pretokenized"].decode().replace("\n", "\n  "))
+        print(
+            f"tokens: inputs {len(ex['inputs'])}, targets {len(ex['targets'])} "
+            f"(vocabulary: {type(vocabulary).__name__}, EOS included)"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# train-vocab
+
+
+def cmd_train_vocab(args: argparse.Namespace) -> None:
+    from flan_jax import registry, vocab
+
+    provider = registry.get_task_or_mixture(args.name)
+    ds = provider.get_dataset(None, split=args.split, shuffle=False)
+    if args.max_examples:
+        ds = ds.take(args.max_examples)
+
+    def texts():
+        for ex in ds.as_numpy_iterator():
+            for key in ("inputs_pretokenized", "targets_pretokenized"):
+                if key in ex:
+                    yield ex[key].decode()
+
+    # Mixtures drop the raw text, so read their member tasks instead.
+    if not hasattr(provider, "source"):
+        tasks = provider.tasks
+
+        def texts():  # noqa: F811
+            for task in tasks:
+                tds = task.get_dataset(None, split=args.split, shuffle=False)
+                if args.max_examples:
+                    tds = tds.take(args.max_examples // len(tasks) + 1)
+                for ex in tds.as_numpy_iterator():
+                    yield ex["inputs_pretokenized"].decode()
+                    yield ex["targets_pretokenized"].decode()
+
+    if os.path.exists(args.output + ".model") and not args.overwrite:
+        raise UserError(f"{args.output}.model exists; pass --overwrite or choose another prefix")
+    path = vocab.train_sentencepiece(texts(), args.output, vocab_size=args.vocab_size)
+    print(f"wrote {path} (vocab size {args.vocab_size}); use it with --vocab={path}")
+
+
+# ---------------------------------------------------------------------------------------------
+# smoke (data half until the trainer lands; see issue tracker)
+
+
+def cmd_smoke(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from flan_jax import naming, registry
+
+    name = naming.mixture_name("demo", (args.heldout,), "train")
+    print(f"[smoke] building the held-out mixture {name}")
+    cmd_inspect(argparse.Namespace(name=name, split="train", n=0))
+    mixture = registry.get_task_or_mixture(name)
+    print("\n[smoke] rendered training examples (one template per example):")
+    for task in mixture.tasks[:3]:
+        ds = task.get_dataset(None, split="train", shuffle=False).take(1)
+        for ex in ds.as_numpy_iterator():
+            print(f"--- {task.name} (template {int(ex['template'])})")
+            print(ex["inputs_pretokenized"].decode())
+            print(f"=> {ex['targets_pretokenized'].decode()}")
+    print("\n[smoke] token statistics over 200 training examples per task:")
+    print(f"  {'task':<32} {'inputs mean/max':>16} {'targets mean/max':>17}")
+    for task in mixture.tasks:
+        ds = task.get_dataset(None, split="train", shuffle=False).take(200)
+        lens = np.array([(len(e["inputs"]), len(e["targets"])) for e in ds.as_numpy_iterator()])
+        print(
+            f"  {task.name:<32} {lens[:, 0].mean():>9.1f}/{lens[:, 0].max():<6} "
+            f"{lens[:, 1].mean():>10.1f}/{lens[:, 1].max():<6}"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flan-jax", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--vocab",
+        default=None,
+        help="vocabulary tasks register with: byte (default), t5, or a SentencePiece .model path",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="registered collections, clusters, datasets, mixtures")
+    p.add_argument("collection", nargs="?", help="only this collection")
+    p.set_defaults(fn=cmd_list)
+
+    p = sub.add_parser("inspect", help="show a task's examples or a mixture's members")
+    p.add_argument("name")
+    p.add_argument("--split", default="train")
+    p.add_argument("--n", type=int, default=3)
+    p.set_defaults(fn=cmd_inspect)
+
+    p = sub.add_parser("train-vocab", help="train a SentencePiece model on task text")
+    p.add_argument("name", help="task or mixture")
+    p.add_argument("output", help="output prefix (writes PREFIX.model and PREFIX.vocab)")
+    p.add_argument("--vocab_size", type=int, default=8000)
+    p.add_argument("--split", default="train")
+    p.add_argument("--max_examples", type=int, default=100_000)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(fn=cmd_train_vocab)
+
+    p = sub.add_parser("smoke", help="the main job on the embedded demo collection")
+    p.add_argument("--heldout", default="nli")
+    p.set_defaults(fn=cmd_smoke)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "accepts_gin", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.extra = unknown
+    if args.vocab:
+        os.environ["FLAN_JAX_VOCAB"] = args.vocab
+    _quiet_tf()
+    from flan_jax import naming, registry, templates
+
+    try:
+        args.fn(args)
+    except (
+        UserError,
+        registry.RegistryError,
+        naming.InvalidNameError,
+        templates.TemplateError,
+        FileNotFoundError,
+        ValueError,
+    ) as e:
+        if os.environ.get("FLAN_JAX_DEBUG"):
+            raise  # the full traceback, for developers
+        print(f"flan-jax: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
