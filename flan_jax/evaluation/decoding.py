@@ -1,0 +1,414 @@
+"""Autoregressive decoding for T5 and the decoder-only LM: greedy, sampling, beam search.
+
+Everything runs inside one jitted `jax.lax.while_loop` per batch, sharded over the mesh with the
+examples split over ("data", "fsdp"). Outputs are [examples, max_decode_length] token ids: each
+row stops at its first EOS (id 1) and is padded with 0 after it, so every row has the same
+length (seqio's Evaluator stacks them into one array). The loop ends early once every row is
+done.
+
+Two ways to get each step's logits, chosen by `DecodeConfig.use_cache`:
+
+* KV cache (default): one token per step through `decode=True`. For the decoder-only model the
+  prompt is first run into the cache as one prefix-LM chunk; the model keeps one set of key
+  positions per cache, so prompts of different lengths are handled by `vmap`-ping over
+  examples (see `scoring.prefill_prompt`).
+* no cache: the whole decoder recomputes the sequence so far at every step (T5's encoder output
+  is still computed once: it does not depend on the step). The reference for tests and the
+  baseline for `bench/eval_throughput.py`.
+
+Beam search follows T5X's: 2k candidates per step, finished hypotheses scored with the length
+penalty ((5 + length) / 6) ** alpha (T5X's default alpha 0.6; alpha 0 means plain summed
+log-probability), early stop once no alive beam can beat the finished ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from flan_jax import partitioning
+from flan_jax.evaluation import scoring
+from flan_jax.models import T5, DecoderOnly, init_decode_cache
+
+Array = jax.Array
+EOS_ID = 1
+_NEG = -1.0e9  # "impossible" log-probability; finite so arithmetic on it stays NaN-free
+METHODS = ("greedy", "sample", "beam")
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeConfig:
+    """How to pick tokens.
+
+    method: "greedy", "sample" (temperature, then top-k, then top-p / nucleus filtering) or
+      "beam" (num_beams, length penalty alpha).
+    use_cache: KV-cache decoding (False: recompute the decoder every step).
+    prefix_lm: decoder-only prompts attend bidirectionally (seqio PrefixLM layout).
+    """
+
+    method: str = "greedy"
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    num_beams: int = 4
+    alpha: float = 0.6
+    use_cache: bool = True
+    eos_id: int = EOS_ID
+    seed: int = 0
+    prefix_lm: bool = True
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"DecodeConfig.method={self.method!r}: use one of {METHODS}.")
+        if self.temperature < 0:
+            raise ValueError(f"DecodeConfig.temperature={self.temperature!r}: must be >= 0.")
+        if self.top_k < 0:
+            raise ValueError(f"DecodeConfig.top_k={self.top_k!r}: must be >= 0 (0 = off).")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"DecodeConfig.top_p={self.top_p!r}: must be in (0, 1].")
+        if self.num_beams < 1:
+            raise ValueError(f"DecodeConfig.num_beams={self.num_beams!r}: must be >= 1.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Step functions: (first logits, state), step(state, tokens, i), reorder(state, rows).
+#
+# Rows are example-major: row e * R + r is copy r (a beam) of example e.
+
+
+@dataclasses.dataclass(frozen=True)
+class _Stepper:
+    start: Callable[[], tuple[Array, Any]]
+    step: Callable[[Any, Array, Array], tuple[Array, Any]]
+    reorder: Callable[[Any, Array], Any]
+
+
+def _gather_rows(tree: Any, rows: Array) -> Any:
+    """Row gather on every per-row leaf (the shared cache index / key positions stay)."""
+
+    def take(path, leaf):
+        if scoring._is_shared_leaf(path) or leaf.ndim == 0:
+            return leaf
+        return jnp.take(leaf, rows, axis=0)
+
+    return jax.tree_util.tree_map_with_path(take, tree)
+
+
+def _t5_stepper(
+    model: T5, params: Any, inputs: Array, copies: int, max_len: int, use_cache: bool
+) -> _Stepper:
+    encoded = model.apply({"params": params}, inputs, method=T5.encode)
+    encoded = jnp.repeat(encoded, copies, axis=0)
+    enc_tokens = jnp.repeat(inputs, copies, axis=0)
+    n = enc_tokens.shape[0]
+
+    if use_cache:
+
+        def step(cache, tokens, i):
+            del i  # the cache knows its write index
+            logits, mutated = model.apply(
+                {"params": params, "cache": cache},
+                encoded,
+                enc_tokens,
+                tokens[:, None],
+                method=T5.decode,
+                decode=True,
+                mutable=["cache"],
+            )
+            return logits[:, 0], mutated["cache"]
+
+        def start():
+            # One slot more than the output: the loop's last step writes a token never read.
+            cache = init_decode_cache(
+                model, batch_size=n, max_decode_length=max_len + 1, encoder_length=inputs.shape[1]
+            )
+            return step(cache, jnp.zeros((n,), jnp.int32), 0)
+
+        return _Stepper(start, step, _gather_rows)
+
+    def full(buffer, i):
+        logits = model.apply(
+            {"params": params}, encoded, enc_tokens, buffer, method=T5.decode
+        )  # causal: the not-yet-written slots to the right change nothing at slot i
+        return jax.lax.dynamic_index_in_dim(logits, i, axis=1, keepdims=False)
+
+    def step_nc(buffer, tokens, i):
+        buffer = jax.lax.dynamic_update_index_in_dim(buffer, tokens, i + 1, axis=1)
+        return full(buffer, i + 1), buffer
+
+    def start_nc():
+        buffer = jnp.zeros((n, max_len + 1), jnp.int32)  # slot 0 is BOS (= 0)
+        return full(buffer, 0), buffer
+
+    return _Stepper(start_nc, step_nc, lambda buf, rows: jnp.take(buf, rows, axis=0))
+
+
+def _lm_stepper(
+    model: DecoderOnly,
+    params: Any,
+    inputs: Array,
+    copies: int,
+    max_len: int,
+    use_cache: bool,
+    prefix_lm: bool,
+) -> _Stepper:
+    e, s = inputs.shape
+    n_in = jnp.sum(inputs > 0, axis=1)  # [e]
+
+    if use_cache:
+
+        def start_one(prompt):
+            cache, first = scoring.prefill_prompt(model, params, prompt, s + 1 + max_len, prefix_lm)
+            return jnp.broadcast_to(first, (copies, first.shape[-1])), scoring.broadcast_cache(
+                cache, copies
+            )
+
+        def step_one(cache, tokens):
+            logits, mutated = model.apply(
+                {"params": params, "cache": cache}, tokens[:, None], decode=True, mutable=["cache"]
+            )
+            return logits[:, 0], mutated["cache"]
+
+        def start():
+            logits, cache = jax.vmap(start_one)(inputs)  # [e, R, V], cache leaves [e, R, ...]
+            return logits.reshape(e * copies, -1), cache
+
+        def step(cache, tokens, i):
+            del i
+            logits, cache = jax.vmap(step_one)(cache, tokens.reshape(e, copies))
+            return logits.reshape(e * copies, -1), cache
+
+        def reorder(cache, rows):
+            # Beams move within their example only: per-example row indices.
+            inner = rows.reshape(e, copies) - (jnp.arange(e) * copies)[:, None]
+            return jax.vmap(_gather_rows)(cache, inner)
+
+        return _Stepper(start, step, reorder)
+
+    # No cache: one left-packed buffer per row, [prompt slots 0..s | generated slots s+1..].
+    # Prompt padding sits between the two parts; it is masked out (validity) and skipped by the
+    # explicit positions, so the model sees the contiguous sequence.
+    total = s + 1 + max_len
+    slots = jnp.arange(total)[None, :]
+    n_rep = jnp.repeat(n_in, copies)[:, None]  # [n, 1]
+    in_prompt = slots <= n_rep
+    valid = in_prompt | (slots > s)
+    positions = jnp.where(in_prompt, slots, jnp.where(slots > s, slots - s + n_rep, 0))
+    batch = dict(
+        decoder_target_tokens=valid.astype(jnp.int32),  # only its > 0 (validity) is used
+        decoder_positions=positions.astype(jnp.int32),
+    )
+    if prefix_lm:
+        batch["decoder_causal_attention"] = in_prompt.astype(jnp.int32)
+
+    def full(buffer, at):
+        logits = model.apply({"params": params}, buffer, **batch)
+        return jnp.take_along_axis(logits, at[:, None, None], axis=1)[:, 0]
+
+    def start_nc():
+        prompt = jnp.repeat(jnp.pad(inputs, ((0, 0), (1, 0))), copies, axis=0)  # [n, s + 1]
+        buffer = jnp.pad(prompt, ((0, 0), (0, max_len)))
+        return full(buffer, n_rep[:, 0]), buffer
+
+    def step_nc(buffer, tokens, i):
+        buffer = jax.lax.dynamic_update_index_in_dim(buffer, tokens, s + 1 + i, axis=1)
+        return full(buffer, jnp.full((buffer.shape[0],), s + 1 + i)), buffer
+
+    return _Stepper(start_nc, step_nc, lambda buf, rows: jnp.take(buf, rows, axis=0))
+
+
+# ---------------------------------------------------------------------------------------------
+# Token choice and the two loops.
+
+
+def filter_logits(logits: Array, temperature: float, top_k: int, top_p: float) -> Array:
+    """Temperature, then top-k, then top-p (nucleus) filtering; filtered entries -> -inf-ish."""
+    logits = logits.astype(jnp.float32) / temperature
+    if top_k > 0:
+        kth = jax.lax.top_k(logits, min(top_k, logits.shape[-1]))[0][..., -1:]
+        logits = jnp.where(logits < kth, _NEG, logits)
+    if top_p < 1.0:
+        sorted_logits = jnp.sort(logits, axis=-1)[..., ::-1]
+        cum = jnp.cumsum(jax.nn.softmax(sorted_logits, axis=-1), axis=-1)
+        # Keep the smallest prefix whose mass reaches top_p (always at least the top token).
+        cutoff_index = jnp.sum(cum < top_p, axis=-1, keepdims=True)
+        cutoff = jnp.take_along_axis(sorted_logits, cutoff_index, axis=-1)
+        logits = jnp.where(logits < cutoff, _NEG, logits)
+    return logits
+
+
+def _sample_loop(stepper: _Stepper, max_len: int, cfg: DecodeConfig, rng: Array) -> Array:
+    logits, state = stepper.start()
+    n = logits.shape[0]
+    greedy = cfg.method == "greedy" or cfg.temperature == 0.0
+
+    def choose(logits, i):
+        if greedy:
+            return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+        filtered = filter_logits(logits, cfg.temperature, cfg.top_k, cfg.top_p)
+        return jax.random.categorical(jax.random.fold_in(rng, i), filtered).astype(jnp.int32)
+
+    def cond(carry):
+        i, _, _, _, done = carry
+        return (i < max_len) & ~jnp.all(done)
+
+    def body(carry):
+        i, tokens, logits, state, done = carry
+        tok = jnp.where(done, 0, choose(logits, i))  # 0 (pad) after a row's EOS
+        tokens = jax.lax.dynamic_update_index_in_dim(tokens, tok, i, axis=1)
+        done = done | (tok == cfg.eos_id)
+        logits, state = stepper.step(state, tok, i)
+        return i + 1, tokens, logits, state, done
+
+    init = (jnp.int32(0), jnp.zeros((n, max_len), jnp.int32), logits, state, jnp.zeros(n, bool))
+    return jax.lax.while_loop(cond, body, init)[1]
+
+
+def length_penalty(length: Array, alpha: float) -> Array:
+    """T5X / GNMT brevity penalty ((5 + length) / 6) ** alpha (1 when alpha = 0)."""
+    return ((5.0 + length.astype(jnp.float32)) / 6.0) ** alpha
+
+
+def _beam_loop(stepper: _Stepper, max_len: int, cfg: DecodeConfig) -> Array:
+    k = cfg.num_beams
+    logits, state = stepper.start()
+    e = logits.shape[0] // k
+    vocab = logits.shape[-1]
+    max_penalty = length_penalty(jnp.array(max_len), cfg.alpha)
+
+    def cond(carry):
+        i, _, alive_lp, _, fin_scores, fin_flags, _, _ = carry
+        # Stop when, for every example, the best alive beam at the largest possible length
+        # penalty cannot beat the worst of the k finished ones.
+        best_alive = alive_lp[:, 0] / max_penalty
+        worst_finished = jnp.min(jnp.where(fin_flags, fin_scores, _NEG), axis=1)
+        return (i < max_len) & ~jnp.all(worst_finished > best_alive)
+
+    def body(carry):
+        i, alive_seqs, alive_lp, fin_seqs, fin_scores, fin_flags, logits, state = carry
+        logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1).reshape(e, k, vocab)
+        cand = (alive_lp[:, :, None] + logp).reshape(e, k * vocab)
+        vals, flat = jax.lax.top_k(cand, 2 * k)  # [e, 2k]
+        parent, tok = flat // vocab, (flat % vocab).astype(jnp.int32)
+        seqs = jnp.take_along_axis(alive_seqs, parent[:, :, None], axis=1)
+        seqs = jax.lax.dynamic_update_index_in_dim(seqs, tok, i, axis=2)
+        is_eos = tok == cfg.eos_id
+
+        # Finished: merge candidates ending in EOS into the k best so far.
+        new_fin = jnp.where(is_eos, vals / length_penalty(i + 1, cfg.alpha), _NEG)
+        all_scores = jnp.concatenate([fin_scores, new_fin], axis=1)
+        all_flags = jnp.concatenate([fin_flags, is_eos], axis=1)
+        all_seqs = jnp.concatenate([fin_seqs, seqs], axis=1)
+        fin_scores, top = jax.lax.top_k(jnp.where(all_flags, all_scores, _NEG), k)
+        fin_flags = jnp.take_along_axis(all_flags, top, axis=1)
+        fin_seqs = jnp.take_along_axis(all_seqs, top[:, :, None], axis=1)
+
+        # Alive: the k best candidates that did not end.
+        alive_lp, top = jax.lax.top_k(jnp.where(is_eos, _NEG, vals), k)
+        alive_seqs = jnp.take_along_axis(seqs, top[:, :, None], axis=1)
+        next_tok = jnp.take_along_axis(tok, top, axis=1).reshape(e * k)
+        rows = (jnp.take_along_axis(parent, top, axis=1) + jnp.arange(e)[:, None] * k).reshape(-1)
+        logits, state = stepper.step(stepper.reorder(state, rows), next_tok, i)
+        return i + 1, alive_seqs, alive_lp, fin_seqs, fin_scores, fin_flags, logits, state
+
+    # All k copies start identical: only the first may expand, or the beam would hold k
+    # duplicates of every hypothesis.
+    alive_lp = jnp.tile(jnp.array([0.0] + [_NEG] * (k - 1), jnp.float32), (e, 1))
+    zeros_seqs = jnp.zeros((e, k, max_len), jnp.int32)
+    init = (
+        jnp.int32(0),
+        zeros_seqs,
+        alive_lp,
+        zeros_seqs,
+        jnp.full((e, k), _NEG, jnp.float32),
+        jnp.zeros((e, k), bool),
+        logits,
+        state,
+    )
+    _, alive_seqs, _, fin_seqs, _, fin_flags, _, _ = jax.lax.while_loop(cond, body, init)
+    # An example with no finished hypothesis (none reached EOS) returns its best alive beam.
+    none_finished = ~jnp.any(fin_flags, axis=1)
+    return jnp.where(none_finished[:, None], alive_seqs[:, 0], fin_seqs[:, 0])
+
+
+@functools.lru_cache(maxsize=32)
+def _decode_fn(
+    model: nn.Module, mesh: Mesh, rules: partitioning.AxisRules, cfg: DecodeConfig, max_len: int
+):
+    """jit(params, inputs [e, s], rng) -> tokens [e, max_len]."""
+    copies = cfg.num_beams if cfg.method == "beam" else 1
+
+    def run(params, inputs, rng):
+        if isinstance(model, T5):
+            stepper = _t5_stepper(model, params, inputs, copies, max_len, cfg.use_cache)
+        elif isinstance(model, DecoderOnly):
+            stepper = _lm_stepper(
+                model, params, inputs, copies, max_len, cfg.use_cache, cfg.prefix_lm
+            )
+        else:
+            raise TypeError(f"decode_rows: unsupported model {type(model).__name__}")
+        if cfg.method == "beam":
+            return _beam_loop(stepper, max_len, cfg)
+        return _sample_loop(stepper, max_len, cfg, rng)
+
+    # The cached decoder-only path vmaps the model over examples (see the module docstring).
+    vmapped = isinstance(model, DecoderOnly) and cfg.use_cache
+    return scoring.on_mesh(
+        jax.jit(run), mesh, scoring.rules_without_batch(rules) if vmapped else rules
+    )
+
+
+def decode_rows(
+    model: nn.Module,
+    params: Any,
+    inputs: Sequence[Sequence[int]],
+    mesh: Mesh,
+    batch_size: int,
+    lengths: Mapping[str, int],
+    config: DecodeConfig = DecodeConfig(),
+    *,
+    rules: partitioning.AxisRules | None = None,
+) -> np.ndarray:
+    """Generated token ids [len(inputs), lengths["targets"]] (0-padded after each row's EOS).
+
+    Args:
+      model: a `T5` or `DecoderOnly` module.
+      params: its params (laid out on `mesh` by their logical axes).
+      inputs: one token-id sequence per example (EOS included), padded / cut to
+        `lengths["inputs"]`.
+      mesh: the ("data", "fsdp", "model") mesh; examples are split over data x fsdp.
+      batch_size: examples per step (rounded up to the data-parallel size).
+      lengths: ``{"inputs": s, "targets": t}``; t is the maximum decode length.
+      config: how to pick tokens.
+      rules: logical axis rules (default T5X 1D).
+    """
+    s, max_len = int(lengths["inputs"]), int(lengths["targets"])
+    out = np.zeros((len(inputs), max_len), np.int32)
+    if not len(inputs):
+        return out
+    rules = scoring.model_rules(rules)
+    params = scoring.place_params(model, params, mesh, rules)
+    fn = _decode_fn(model, mesh, rules, config, max_len)
+    b = scoring.batch_unit(batch_size, mesh)
+    array = np.stack([scoring.pad_ids(x, s) for x in inputs])
+    rng = jax.random.key(config.seed, impl="rbg")
+    for start in range(0, len(array), b):
+        chunk = array[start : start + b]
+        padded = np.pad(chunk, ((0, b - len(chunk)), (0, 0)))
+        tokens = fn(params, scoring.to_mesh(padded, mesh), jax.random.fold_in(rng, start))
+        out[start : start + len(chunk)] = np.asarray(tokens)[: len(chunk)]
+    return out
+
+
+def trim_at_eos(tokens: Sequence[int], eos_id: int = EOS_ID) -> list[int]:
+    """Token ids up to and including the first EOS (all of them if there is none)."""
+    tokens = [int(x) for x in tokens]
+    return tokens[: tokens.index(eos_id) + 1] if eos_id in tokens else tokens
