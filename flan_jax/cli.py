@@ -233,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("smoke", help="the main job on the embedded demo collection")
     p.add_argument("--heldout", default="nli")
     p.set_defaults(fn=cmd_smoke)
+
+    from flan_jax.convert import add_convert_parser  # convert: flags live in flan_jax/convert.py
+
+    add_convert_parser(sub)
     return parser
 
 
