@@ -1,5 +1,12 @@
 """Held-out-cluster mixtures: train on every other cluster, evaluate on the held-out ones.
 
+Beyond FLAN's leave-one-out recipe (below), training mixtures can be restricted for the paper's
+ablations: ``num_templates`` (each dataset's first n templates, ``...:train:tpl<n>``) and
+``num_clusters`` (only the first n training clusters in the collection's ``cluster_order``,
+``...:train:clusters<n>``). Where the collection declares ``overlaps`` (dataset pairs sharing
+examples), a training dataset whose partner is held out trains on its ``:dedup_<clusters>``
+variant, which drops the examples whose key occurs in the partner's eval splits.
+
 FLAN's recipe: examples-proportional mixing where each dataset contributes
 ``min(n_train, cap, max_rate)`` (cap 30k examples, max rate 3k); clusters listed in the
 collection's exclusion rules are dropped together with the held-out cluster; the evaluation
@@ -10,12 +17,13 @@ template shows options), weighted by the uncapped number of examples.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import seqio
+import tensorflow as tf
 
 from flan_jax import naming
-from flan_jax.registry import Collection, RegistryError, TaskSpec
+from flan_jax.registry import Collection, RegistryError, TaskSpec, register_training_variant
 
 FLAN_CAP = 30_000
 FLAN_MAX_RATE = 3_000
@@ -60,10 +68,32 @@ class MixturePlan:
     eval_tasks: tuple[str, ...]
     cap: int | None
     max_rate: int | None
+    num_templates: int | None = None
+    num_clusters: int | None = None
+    dedup: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     @property
     def train_name(self) -> str:
-        return naming.mixture_name(self.collection, self.heldout, "train")
+        return naming.mixture_name(
+            self.collection,
+            self.heldout,
+            "train",
+            templates=self.num_templates,
+            clusters=self.num_clusters,
+        )
+
+    @property
+    def train_tasks(self) -> tuple[str, ...]:
+        """Member task names of the training mixture (ablation and dedup variants included)."""
+        return tuple(
+            naming.task_name(
+                self.collection,
+                s.name,
+                num_templates=self.num_templates,
+                dedup=self.dedup.get(s.name, ()),
+            )
+            for s in self.train_datasets
+        )
 
     @property
     def eval_name(self) -> str | None:
@@ -77,11 +107,24 @@ def plan_heldout(
     cap: int | None = FLAN_CAP,
     max_rate: int | None = FLAN_MAX_RATE,
     extra_exclusions: dict[str, Sequence[str]] | None = None,
+    num_templates: int | None = None,
+    num_clusters: int | None = None,
 ) -> MixturePlan:
     """Which datasets train and which tasks evaluate when ``heldout`` clusters are held out."""
     heldout = tuple(heldout)
     excluded = excluded_clusters(collection, heldout, extra_exclusions)
     train = tuple(s for s in collection.specs if s.cluster not in excluded)
+    if num_clusters is not None:
+        order = collection.cluster_order or collection.clusters
+        kept = [c for c in order if c not in excluded][:num_clusters]
+        if num_clusters < 1 or len(kept) < num_clusters:
+            raise RegistryError(
+                f"num_clusters={num_clusters} but only {len(kept)} training clusters remain "
+                f"when holding out {', '.join(heldout) or 'nothing'}"
+            )
+        train = tuple(s for s in train if s.cluster in kept)
+    if num_templates is not None and num_templates < 1:
+        raise RegistryError(f"num_templates must be >= 1, got {num_templates}")
     if not train:
         raise RegistryError(
             f"holding out {', '.join(heldout)} leaves no training data in collection "
@@ -94,7 +137,19 @@ def plan_heldout(
         for i in spec.eval_templates:
             rank = spec.has_options and spec.templates[i].is_rankable
             eval_tasks.append(naming.task_name(collection.name, spec.name, i, rank=rank))
-    return MixturePlan(collection.name, heldout, excluded, train, tuple(eval_tasks), cap, max_rate)
+    dedup = {s.name: overlapping_heldout(collection, s.name, heldout) for s in train}
+    return MixturePlan(
+        collection.name,
+        heldout,
+        excluded,
+        train,
+        tuple(eval_tasks),
+        cap,
+        max_rate,
+        num_templates,
+        num_clusters,
+        {k: v for k, v in dedup.items() if v},
+    )
 
 
 def register_heldout_mixtures(
@@ -104,6 +159,8 @@ def register_heldout_mixtures(
     cap: int | None = FLAN_CAP,
     max_rate: int | None = FLAN_MAX_RATE,
     extra_exclusions: dict[str, Sequence[str]] | None = None,
+    num_templates: int | None = None,
+    num_clusters: int | None = None,
 ) -> MixturePlan:
     """Registers the training mixture (and the eval mixture if clusters are held out).
 
@@ -111,7 +168,13 @@ def register_heldout_mixtures(
     until the mixture is first used.
     """
     plan = plan_heldout(
-        collection, heldout, cap=cap, max_rate=max_rate, extra_exclusions=extra_exclusions
+        collection,
+        heldout,
+        cap=cap,
+        max_rate=max_rate,
+        extra_exclusions=extra_exclusions,
+        num_templates=num_templates,
+        num_clusters=num_clusters,
     )
 
     def rate(task: seqio.Task) -> float:
@@ -121,8 +184,15 @@ def register_heldout_mixtures(
         return float(task.num_input_examples("test") or 1)
 
     if plan.train_name not in seqio.MixtureRegistry.names():
-        members = [(naming.task_name(collection.name, s.name), rate) for s in plan.train_datasets]
-        seqio.MixtureRegistry.add(plan.train_name, members)
+        for s in plan.train_datasets:
+            if plan.num_templates is not None or s.name in plan.dedup:
+                register_training_variant(
+                    collection,
+                    s.name,
+                    num_templates=plan.num_templates,
+                    dedup=plan.dedup.get(s.name, ()),
+                )
+        seqio.MixtureRegistry.add(plan.train_name, [(t, rate) for t in plan.train_tasks])
     if plan.eval_name and plan.eval_name not in seqio.MixtureRegistry.names():
         seqio.MixtureRegistry.add(plan.eval_name, [(t, eval_rate) for t in plan.eval_tasks])
     return plan
@@ -133,3 +203,72 @@ def register_all_heldout_mixtures(collection: Collection, **kwargs) -> list[Mixt
     plans = [register_heldout_mixtures(collection, (c,), **kwargs) for c in collection.clusters]
     plans.append(register_heldout_mixtures(collection, (), **kwargs))
     return plans
+
+
+# ---------------------------------------------------------------------------------------------
+# Overlap removal between training data and held-out eval data.
+
+OVERLAP_EVAL_SPLITS = ("validation", "test")
+
+
+def overlapping_heldout(
+    collection: Collection, dataset: str, heldout: Sequence[str]
+) -> tuple[str, ...]:
+    """Held-out clusters holding an overlap partner of ``dataset`` (empty: no dedup needed)."""
+    clusters = []
+    for rule in collection.overlaps:
+        hit = rule.partner(dataset)
+        if hit is None:
+            continue
+        other = collection.spec(hit[0]).cluster
+        if other in heldout and other != collection.spec(dataset).cluster:
+            clusters.append(other)
+    return tuple(c for c in heldout if c in clusters)
+
+
+def normalized_key_hash(text: tf.Tensor) -> tf.Tensor:
+    """int64 fingerprint of lower-cased text with everything but letters and digits removed."""
+    text = tf.strings.regex_replace(tf.strings.lower(text), r"[^\pL\pN]+", "")
+    return tf.strings.to_hash_bucket_fast(text, 2**62)
+
+
+def _eval_key_hashes(spec: TaskSpec, key_fn: Callable) -> tf.Tensor:
+    hashes = []
+    for split in OVERLAP_EVAL_SPLITS:
+        if split not in spec.splits:
+            continue
+        ds = spec.source.make(spec.splits).get_dataset(split, shuffle=False)
+        ds = ds.map(lambda ex: normalized_key_hash(key_fn(ex)), num_parallel_calls=tf.data.AUTOTUNE)
+        hashes += list(ds.as_numpy_iterator())
+    return tf.constant(sorted(set(hashes)) or [-1], dtype=tf.int64)
+
+
+def overlap_filters(
+    collection: Collection, dataset: str, heldout: Sequence[str]
+) -> list[Callable[[tf.data.Dataset], tf.data.Dataset]]:
+    """Raw-example filters dropping ``dataset``'s examples that occur in held-out eval data.
+
+    Each filter reads the partner's eval splits when the training task is first read (not at
+    registration) and keeps a sorted array of key fingerprints; membership is a binary search.
+    """
+    filters = []
+    for rule in collection.overlaps:
+        hit = rule.partner(dataset)
+        if hit is None or collection.spec(hit[0]).cluster not in heldout:
+            continue
+        partner, own_key, partner_key = hit
+        partner_spec = collection.spec(partner)
+
+        def drop_overlap(ds, partner_spec=partner_spec, own_key=own_key, partner_key=partner_key):
+            keys = _eval_key_hashes(partner_spec, partner_key)
+
+            def keep(ex):
+                h = normalized_key_hash(own_key(ex))
+                pos = tf.searchsorted(keys, tf.reshape(h, [1]))[0]
+                pos = tf.minimum(pos, tf.size(keys, out_type=pos.dtype) - 1)
+                return tf.not_equal(tf.gather(keys, pos), h)
+
+            return ds.filter(keep)
+
+        filters.append(drop_overlap)
+    return filters

@@ -5,7 +5,13 @@ Task names::
     <collection>:<dataset>:mix              training task, one template per example
     <collection>:<dataset>:t<i>             template i, inputs -> target (zero-shot eval of it)
     <collection>:<dataset>:t<i>:rank        template i, one row per (example, option)
-    ...:<k>shot                             k-shot variant of any of the above
+    <collection>:<dataset>:mix:tpl<n>       training task over the first n templates only
+                                            (template-count ablation)
+    <collection>:<dataset>:mix[:tpl<n>]:dedup_<c1>[+<c2>...]
+                                            training task without the examples that overlap
+                                            the eval data of the held-out clusters c1, c2...
+    ...:<k>shot                             k-shot variant of any of the above (k exemplars
+                                            from the train split, pruned to a token budget)
 
 Mixture names::
 
@@ -13,7 +19,9 @@ Mixture names::
                                                 clusters the exclusion rules drop with them)
     <collection>:heldout_<c1>[+<c2>...]:eval    the held-out clusters' per-template eval tasks
     <collection>:all:train                      every cluster
-    ...:train:tpl<n> / ...:train:clusters<n>    ablations (templates per dataset, cluster count)
+    ...:train:tpl<n>                            ablation: first n templates per dataset
+    ...:train:clusters<n>                       ablation: only the first n training clusters
+                                                (in the collection's documented order)
 
 Collection, dataset and cluster names are lower-case snake case. The collection is the name of the
 module in ``tasks/`` (and ``mixtures/``) that registers it, so a name alone tells which module to
@@ -49,15 +57,28 @@ def task_name(
     *,
     rank: bool = False,
     shots: int = 0,
+    num_templates: int | None = None,
+    dedup: Sequence[str] = (),
 ) -> str:
-    """Builds a task name; ``template=None`` is the mixed-template training task."""
+    """Builds a task name; ``template=None`` is the mixed-template training task.
+
+    ``num_templates`` and ``dedup`` only apply to the training task (``template=None``).
+    """
     check_ident("collection", collection)
     check_ident("dataset", dataset)
     if template is None:
         if rank:
             raise InvalidNameError("a rank-classification task needs a template index")
         parts = [collection, dataset, "mix"]
+        if num_templates is not None:
+            parts.append(f"tpl{num_templates}")
+        if dedup:
+            for c in dedup:
+                check_ident("cluster", c)
+            parts.append("dedup_" + "+".join(dedup))
     else:
+        if num_templates is not None or dedup:
+            raise InvalidNameError("num_templates and dedup apply to the ':mix' training task only")
         parts = [collection, dataset, f"t{template}"] + (["rank"] if rank else [])
     if shots:
         parts.append(f"{shots}shot")
@@ -100,15 +121,18 @@ class ParsedName:
     shots: int = 0
     heldout: tuple[str, ...] = ()
     kind: str | None = None
+    num_templates: int | None = None  # ':tpl<n>' (task or mixture)
+    num_clusters: int | None = None  # ':clusters<n>' (mixture)
+    dedup: tuple[str, ...] = ()  # ':dedup_<c1>+<c2>' (training task)
 
 
 _TASK_RE = re.compile(
-    r"^(?P<c>[a-z][a-z0-9_]*):(?P<d>[a-z][a-z0-9_]*):(?:mix|t(?P<t>\d+)(?P<r>:rank)?)"
-    r"(?::(?P<k>\d+)shot)?$"
+    r"^(?P<c>[a-z][a-z0-9_]*):(?P<d>[a-z][a-z0-9_]*):(?:mix(?::tpl(?P<n>\d+))?"
+    r"(?::dedup_(?P<x>[a-z0-9_+]+))?|t(?P<t>\d+)(?P<r>:rank)?)(?::(?P<k>\d+)shot)?$"
 )
 _MIX_RE = re.compile(
     r"^(?P<c>[a-z][a-z0-9_]*):(?:all|heldout_(?P<h>[a-z0-9_+]+)):(?P<kind>train|eval)"
-    r"(?::tpl\d+)?(?::clusters\d+)?$"
+    r"(?::tpl(?P<n>\d+))?(?::clusters(?P<m>\d+))?$"
 )
 
 
@@ -116,7 +140,14 @@ def parse_name(name: str) -> ParsedName:
     """Parses a task or mixture name built by this module."""
     if m := _MIX_RE.match(name):
         heldout = tuple(m["h"].split("+")) if m["h"] else ()
-        return ParsedName(m["c"], True, heldout=heldout, kind=m["kind"])
+        return ParsedName(
+            m["c"],
+            True,
+            heldout=heldout,
+            kind=m["kind"],
+            num_templates=int(m["n"]) if m["n"] else None,
+            num_clusters=int(m["m"]) if m["m"] else None,
+        )
     if m := _TASK_RE.match(name):
         return ParsedName(
             m["c"],
@@ -125,6 +156,8 @@ def parse_name(name: str) -> ParsedName:
             template=int(m["t"]) if m["t"] is not None else None,
             rank=bool(m["r"]),
             shots=int(m["k"] or 0),
+            num_templates=int(m["n"]) if m["n"] else None,
+            dedup=tuple(m["x"].split("+")) if m["x"] else (),
         )
     raise InvalidNameError(
         f"{name!r} is not a task or mixture name: expected e.g. 'demo:sentiment_products:t0', "

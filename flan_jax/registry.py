@@ -184,6 +184,8 @@ class TaskSpec:
       postprocessor: ``fn(text, example=None, is_target=False)`` applied before metrics.
       splits: our split name -> source split (e.g. ``{"validation": "train[-200:]"}``).
       description: one line for ``flan-jax list`` and the data card.
+      filter_fn: optional predicate on raw examples; examples where it is False are dropped
+        before anything else (e.g. unlabelled rows, a class the templates do not cover).
     """
 
     name: str
@@ -196,6 +198,7 @@ class TaskSpec:
     postprocessor: Callable[..., Any] | None = None
     splits: Mapping[str, str] = dataclasses.field(default_factory=lambda: dict(DEFAULT_SPLITS))
     description: str = ""
+    filter_fn: Callable[[Mapping[str, tf.Tensor]], tf.Tensor] | None = None
 
     def __post_init__(self):
         naming.check_ident("dataset", self.name)
@@ -264,6 +267,8 @@ def _fields_preprocessor(spec: TaskSpec) -> Callable[[tf.data.Dataset], tf.data.
     fields = tf.autograph.experimental.do_not_convert(fields)
 
     def preprocess(ds: tf.data.Dataset) -> tf.data.Dataset:
+        if spec.filter_fn is not None:
+            ds = ds.filter(spec.filter_fn)
         return ds.enumerate().map(fields, num_parallel_calls=tf.data.AUTOTUNE)
 
     return preprocess
@@ -359,6 +364,29 @@ def _text_postprocessor(spec: TaskSpec) -> Callable[..., Any]:
 
 
 @dataclasses.dataclass(frozen=True)
+class OverlapRule:
+    """Two datasets that share examples, matched by a normalized text key of their raw examples.
+
+    When one of them is evaluated held out, the other's training task drops every example whose
+    key occurs in the held-out dataset's eval splits (``mixing.overlap_filter``).
+    """
+
+    dataset_a: str
+    key_a: Callable[[Mapping[str, tf.Tensor]], tf.Tensor]
+    dataset_b: str
+    key_b: Callable[[Mapping[str, tf.Tensor]], tf.Tensor]
+    why: str = ""
+
+    def partner(self, dataset: str) -> tuple[str, Callable, Callable] | None:
+        """(other dataset, this side's key fn, other side's key fn) if ``dataset`` is a side."""
+        if dataset == self.dataset_a:
+            return self.dataset_b, self.key_a, self.key_b
+        if dataset == self.dataset_b:
+            return self.dataset_a, self.key_b, self.key_a
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
 class Collection:
     """A registered set of task specs with its clusters and held-out exclusion rules.
 
@@ -372,6 +400,8 @@ class Collection:
     vocabulary: seqio.Vocabulary
     exclusions: Mapping[str, tuple[str, ...]]
     template_seed: int
+    cluster_order: tuple[str, ...] = ()
+    overlaps: tuple[OverlapRule, ...] = ()
 
     @property
     def clusters(self) -> tuple[str, ...]:
@@ -417,8 +447,14 @@ def register_collection(
     *,
     exclusions: Mapping[str, Sequence[str]] | None = None,
     template_seed: int = 0,
+    cluster_order: Sequence[str] = (),
+    overlaps: Sequence[OverlapRule] = (),
 ) -> Collection:
-    """Registers every spec's seqio tasks (see module docstring) and the collection itself."""
+    """Registers every spec's seqio tasks (see module docstring) and the collection itself.
+
+    ``cluster_order`` fixes the order of the cluster-count ablation (default: first appearance);
+    ``overlaps`` names dataset pairs that share examples (see ``OverlapRule``).
+    """
     naming.check_ident("collection", name)
     if name in _COLLECTIONS:
         raise RegistryError(
@@ -489,9 +525,71 @@ def register_collection(
             metric_fns=list(metric_fns),
         )
 
-    collection = Collection(name, tuple(specs), vocabulary, exclusions, template_seed)
+    names = {s.name for s in specs}
+    for rule in overlaps:
+        for d in (rule.dataset_a, rule.dataset_b):
+            if d not in names:
+                raise RegistryError(f"overlap rule names unknown dataset '{d}' in '{name}'")
+    order = tuple(cluster_order) or tuple(dict.fromkeys(s.cluster for s in specs))
+    if sorted(order) != sorted(clusters):
+        raise RegistryError(
+            f"cluster_order of '{name}' must list each cluster once: {', '.join(sorted(clusters))}"
+        )
+    collection = Collection(
+        name, tuple(specs), vocabulary, exclusions, template_seed, order, tuple(overlaps)
+    )
     _COLLECTIONS[name] = collection
     return collection
+
+
+def register_training_variant(
+    collection: Collection,
+    dataset: str,
+    *,
+    num_templates: int | None = None,
+    dedup: Sequence[str] = (),
+) -> str:
+    """Registers ``<c>:<d>:mix[:tpl<n>][:dedup_<clusters>]`` if new; returns its name.
+
+    ``num_templates`` keeps the first n templates (template-count ablation); ``dedup`` drops the
+    examples that overlap the eval data of those held-out clusters (the collection's
+    ``overlaps``). Registration does no I/O; the overlap keys are read when the task is read.
+    """
+    spec = collection.spec(dataset)
+    name = naming.task_name(collection.name, dataset, num_templates=num_templates, dedup=dedup)
+    if name in seqio.TaskRegistry.names():
+        return name
+    if num_templates is not None:
+        if not 1 <= num_templates:
+            raise RegistryError(f"num_templates must be >= 1, got {num_templates}")
+        spec = dataclasses.replace(spec, templates=spec.templates[:num_templates])
+    raw_filters = []
+    if dedup:
+        from flan_jax import mixing  # the overlap filter reads other datasets: mixing's concern
+
+        raw_filters = mixing.overlap_filters(collection, dataset, dedup)
+    seqio.TaskRegistry.add(
+        name,
+        source=spec.source.make(spec.splits),
+        preprocessors=[
+            *raw_filters,
+            _fields_preprocessor(spec),
+            _mix_preprocessor(spec, collection.template_seed),
+            seqio.preprocessors.tokenize,
+            seqio.preprocessors.append_eos_after_trim,
+        ],
+        output_features=output_features(collection.vocabulary),
+        postprocess_fn=_text_postprocessor(spec),
+        metric_fns=list(spec.metrics),
+    )
+    return name
+
+
+def register_fewshot_task(name: str, **kwargs: Any) -> seqio.Task:
+    """Registers the few-shot task ``...:<k>shot`` from its zero-shot base (see fewshot.py)."""
+    from flan_jax import fewshot
+
+    return fewshot.register_fewshot_task(name, **kwargs)
 
 
 def get_collection(name: str) -> Collection:
@@ -545,12 +643,33 @@ def get_task_or_mixture(name: str) -> seqio.Task | seqio.Mixture:
         return seqio.MixtureRegistry.get(name)
     if not parsed.is_mixture and name in seqio.TaskRegistry.names():
         return seqio.TaskRegistry.get(name)
+    if not parsed.is_mixture:
+        # Training variants and few-shot tasks are registered on first lookup.
+        collection = get_collection(parsed.collection)
+        if parsed.template is None and (parsed.num_templates or parsed.dedup):
+            collection.spec(parsed.dataset)
+            register_training_variant(
+                collection,
+                parsed.dataset,
+                num_templates=parsed.num_templates,
+                dedup=parsed.dedup,
+            )
+        if parsed.shots:
+            collection.spec(parsed.dataset)
+            return register_fewshot_task(name)
+        if name in seqio.TaskRegistry.names():
+            return seqio.TaskRegistry.get(name)
     if parsed.is_mixture:
         # Held-out mixtures of any cluster combination are built on demand.
         from flan_jax import mixing
 
         collection = get_collection(parsed.collection)
-        mixing.register_heldout_mixtures(collection, parsed.heldout)
+        mixing.register_heldout_mixtures(
+            collection,
+            parsed.heldout,
+            num_templates=parsed.num_templates,
+            num_clusters=parsed.num_clusters,
+        )
         if name in seqio.MixtureRegistry.names():
             return seqio.MixtureRegistry.get(name)
     kind = "mixture" if parsed.is_mixture else "task"
