@@ -78,6 +78,9 @@ class DecodeConfig:
             raise ValueError(f"DecodeConfig.num_beams={self.num_beams!r}: must be >= 1.")
 
 
+GREEDY = DecodeConfig()  # the default: greedy with the KV cache
+
+
 # ---------------------------------------------------------------------------------------------
 # Step functions: (first logits, state), step(state, tokens, i), reorder(state, rows).
 #
@@ -373,7 +376,7 @@ def decode_rows(
     mesh: Mesh,
     batch_size: int,
     lengths: Mapping[str, int],
-    config: DecodeConfig = DecodeConfig(),
+    config: DecodeConfig = GREEDY,
     *,
     rules: partitioning.AxisRules | None = None,
 ) -> np.ndarray:

@@ -1,17 +1,24 @@
 """Metric functions in seqio's calling convention, computed by well-kept libraries.
 
 seqio picks the metric kind from the argument names: ``(targets, predictions)`` for generated
-text, ``(targets, scores)`` for scored rows (rank classification).
+text, ``(targets, scores)`` for scored rows (rank classification). Values are percentages
+(x 100) except edit distance. Generation metrics accept a list of references per target and
+keep the best score (BLEU hands sacrebleu all references at once).
 """
 
 from __future__ import annotations
 
 import collections
+import re
+import string
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import sacrebleu
+import scipy.stats
 import sklearn.metrics
+from rouge_score import rouge_scorer
 
 
 def exact_match(targets: Sequence[Any], predictions: Sequence[Any]) -> dict[str, float]:
@@ -45,3 +52,187 @@ def rank_classification(
     """Accuracy of rank classification: argmax of option scores within each example."""
     predicted, gold = rank_choices(targets, scores)
     return {"accuracy": 100.0 * sklearn.metrics.accuracy_score(gold, predicted)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Classification and regression over postprocessed predictions.
+
+
+def accuracy(targets: Sequence[Any], predictions: Sequence[Any]) -> dict[str, float]:
+    """Percentage of exact matches (the name FLAN tables use)."""
+    return {"accuracy": 100.0 * sklearn.metrics.accuracy_score(targets, predictions)}
+
+
+def f1_binary(targets: Sequence[Any], predictions: Sequence[Any]) -> dict[str, float]:
+    """F1 of the positive class (label 1 / True), as GLUE reports for MRPC and QQP."""
+    return {"f1": 100.0 * sklearn.metrics.f1_score(targets, predictions, average="binary")}
+
+
+def f1_macro(targets: Sequence[Any], predictions: Sequence[Any]) -> dict[str, float]:
+    """Unweighted mean of per-class F1 (classes seen in targets or predictions)."""
+    return {"f1_macro": 100.0 * sklearn.metrics.f1_score(targets, predictions, average="macro")}
+
+
+def matthews_corrcoef(targets: Sequence[Any], predictions: Sequence[Any]) -> dict[str, float]:
+    """Matthews correlation x 100 (CoLA)."""
+    return {"matthews_corrcoef": 100.0 * sklearn.metrics.matthews_corrcoef(targets, predictions)}
+
+
+def pearson_corrcoef(targets: Sequence[float], predictions: Sequence[float]) -> dict[str, float]:
+    """Pearson correlation x 100 (STS-B)."""
+    return {"pearson_corrcoef": 100.0 * float(scipy.stats.pearsonr(targets, predictions)[0])}
+
+
+def spearman_corrcoef(targets: Sequence[float], predictions: Sequence[float]) -> dict[str, float]:
+    """Spearman rank correlation x 100 (STS-B)."""
+    return {"spearman_corrcoef": 100.0 * float(scipy.stats.spearmanr(targets, predictions)[0])}
+
+
+# ---------------------------------------------------------------------------------------------
+# Generation metrics. A target may be one string or a list of references; each prediction is
+# scored against every reference and the best score counts (FLAN's multi-reference rule).
+
+
+def _references(target: Any) -> list[str]:
+    if isinstance(target, str | bytes):
+        target = [target]
+    return [t.decode() if isinstance(t, bytes) else str(t) for t in target]
+
+
+def bleu(targets: Sequence[Any], predictions: Sequence[str]) -> dict[str, float]:
+    """sacrebleu corpus BLEU (13a tokenization, exp smoothing), all references used.
+
+    sacrebleu wants reference streams of equal length: rows with fewer references repeat their
+    first one, which leaves the n-gram counts unchanged (the max count per n-gram is the same).
+    """
+    refs = [_references(t) for t in targets]
+    width = max((len(r) for r in refs), default=1)
+    streams = [[r[i] if i < len(r) else r[0] for r in refs] for i in range(width)]
+    score = sacrebleu.corpus_bleu(list(predictions), streams, tokenize="13a")
+    return {"bleu": float(score.score)}
+
+
+_ROUGE_TYPES = ("rouge1", "rouge2", "rougeLsum")
+
+
+def rouge(targets: Sequence[Any], predictions: Sequence[str]) -> dict[str, float]:
+    """Mean ROUGE-1/2/L F-measure x 100 (rouge-score, Porter stemming), max over references.
+
+    ROUGE-L is the summary-level `rougeLsum` with one sentence per line, as T5 reports it.
+    """
+    scorer = rouge_scorer.RougeScorer(list(_ROUGE_TYPES), use_stemmer=True)
+    totals = dict.fromkeys(_ROUGE_TYPES, 0.0)
+    for target, prediction in zip(targets, predictions, strict=True):
+        per_ref = [
+            scorer.score(_sentence_lines(r), _sentence_lines(prediction))
+            for r in _references(target)
+        ]
+        for kind in _ROUGE_TYPES:
+            totals[kind] += max(s[kind].fmeasure for s in per_ref)
+    n = max(len(predictions), 1)
+    names = {"rouge1": "rouge1", "rouge2": "rouge2", "rougeLsum": "rougeL"}
+    return {names[k]: 100.0 * v / n for k, v in totals.items()}
+
+
+def _sentence_lines(text: str) -> str:
+    """One sentence per line (rougeLsum splits on newlines); a light splitter, no NLTK."""
+    return "\n".join(s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s)
+
+
+def normalize_squad(text: str) -> str:
+    """SQuAD answer normalization: lower case, drop punctuation and articles, squash spaces."""
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+_PUNCTUATION = frozenset(string.punctuation)
+
+
+def _token_f1(target: str, prediction: str) -> float:
+    gold, pred = normalize_squad(target).split(), normalize_squad(prediction).split()
+    common = collections.Counter(gold) & collections.Counter(pred)
+    overlap = sum(common.values())
+    if not gold or not pred:
+        return float(gold == pred)
+    if overlap == 0:
+        return 0.0
+    precision, recall = overlap / len(pred), overlap / len(gold)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad(targets: Sequence[Any], predictions: Sequence[str]) -> dict[str, float]:
+    """SQuAD exact match and token F1 x 100, each the max over the references."""
+    em = f1 = 0.0
+    for target, prediction in zip(targets, predictions, strict=True):
+        refs = _references(target)
+        em += max(float(normalize_squad(r) == normalize_squad(prediction)) for r in refs)
+        f1 += max(_token_f1(r, prediction) for r in refs)
+    n = max(len(predictions), 1)
+    return {"em": 100.0 * em / n, "f1": 100.0 * f1 / n}
+
+
+def trivia_qa(targets: Sequence[Any], predictions: Sequence[str]) -> dict[str, float]:
+    """TriviaQA exact match x 100: SQuAD-normalized prediction equals any answer alias."""
+    hits = sum(
+        any(normalize_squad(r) == normalize_squad(p) for r in _references(t))
+        for t, p in zip(targets, predictions, strict=True)
+    )
+    return {"em": 100.0 * hits / max(len(predictions), 1)}
+
+
+def edit_distance(targets: Sequence[Any], predictions: Sequence[str]) -> dict[str, float]:
+    """Mean character Levenshtein distance to the closest reference (lower is better)."""
+    total = sum(
+        min(_levenshtein(r, p) for r in _references(t))
+        for t, p in zip(targets, predictions, strict=True)
+    )
+    return {"edit_distance": total / max(len(predictions), 1)}
+
+
+def _levenshtein(a: str, b: str) -> int:
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Rank classification: dataset metrics over the chosen option index.
+
+
+def rank_classification_f1(
+    targets: Sequence[tuple[int, int, bool]], scores: Sequence[float]
+) -> dict[str, float]:
+    """Accuracy and binary F1 of the chosen option (option 1 = positive; MRPC, QQP, MultiRC)."""
+    predicted, gold = rank_choices(targets, scores)
+    return {
+        "accuracy": 100.0 * sklearn.metrics.accuracy_score(gold, predicted),
+        "f1": 100.0 * sklearn.metrics.f1_score(gold, predicted, average="binary"),
+    }
+
+
+def rank_classification_f1_macro(
+    targets: Sequence[tuple[int, int, bool]], scores: Sequence[float]
+) -> dict[str, float]:
+    """Accuracy and macro F1 over option indices (multi-class, e.g. CB)."""
+    predicted, gold = rank_choices(targets, scores)
+    return {
+        "accuracy": 100.0 * sklearn.metrics.accuracy_score(gold, predicted),
+        "f1_macro": 100.0 * sklearn.metrics.f1_score(gold, predicted, average="macro"),
+    }
+
+
+def rank_classification_mcc(
+    targets: Sequence[tuple[int, int, bool]], scores: Sequence[float]
+) -> dict[str, float]:
+    """Accuracy and Matthews correlation of the chosen option (CoLA)."""
+    predicted, gold = rank_choices(targets, scores)
+    return {
+        "accuracy": 100.0 * sklearn.metrics.accuracy_score(gold, predicted),
+        "matthews_corrcoef": 100.0 * sklearn.metrics.matthews_corrcoef(gold, predicted),
+    }

@@ -1,0 +1,350 @@
+"""seqio.Evaluator glue: predict/score functions over our decoders and scorers, and the
+held-out evaluation of a task or mixture with FLAN's aggregation.
+
+    results = evaluate_mixture(model, params, mesh, "demo:heldout_nli:eval",
+                               {"inputs": 256, "targets": 32}, ("validation", "test"),
+                               batch_size=64, out_dir=f"{MODEL_DIR}/eval")
+
+The Evaluator hands the functions a dataset of ``(index, model features)``; rows are cut back
+into (inputs, targets) token ids, so scoring and decoding see the same rows for either model
+kind (EncDecFeatureConverter for T5, PrefixLMFeatureConverter for the decoder-only model; both
+unpacked, as evaluation requires).
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import numpy as np
+import seqio
+import tensorflow_datasets as tfds
+from jax.sharding import Mesh
+
+from flan_jax import naming, partitioning, registry
+from flan_jax.evaluation import aggregate, decoding, scoring
+from flan_jax.models import T5, DecoderOnly
+
+PredictFn = Callable[..., list[tuple[int, np.ndarray]]]
+ScoreFn = Callable[..., list[tuple[int, float]]]
+DEFAULT_SPLITS = ("validation", "test")
+
+
+class EvalError(ValueError):
+    """A bad evaluation request (unknown split, rank classification without options...)."""
+
+
+def feature_converter(model: nn.Module) -> seqio.FeatureConverter:
+    """The unpacked converter matching the model kind."""
+    if isinstance(model, T5):
+        return seqio.EncDecFeatureConverter(pack=False)
+    if isinstance(model, DecoderOnly):
+        return seqio.PrefixLMFeatureConverter(pack=False)
+    raise TypeError(f"feature_converter: unsupported model {type(model).__name__}")
+
+
+def _trim(ids: np.ndarray) -> list[int]:
+    return [int(x) for x in ids if x > 0]
+
+
+def rows_from_features(features: Mapping[str, np.ndarray]) -> dict[str, list[int]]:
+    """One model-feature example -> {"inputs": ids, "targets": ids} (padding removed)."""
+    if "encoder_input_tokens" in features:
+        return {
+            "inputs": _trim(features["encoder_input_tokens"]),
+            "targets": _trim(features["decoder_target_tokens"]),
+        }
+    tokens = np.asarray(features["decoder_target_tokens"])
+    weights = np.asarray(features["decoder_loss_weights"]) > 0
+    if "decoder_causal_attention" in features:
+        # seqio's prefix marker covers the inputs plus one position.
+        n_in = int(np.sum(features["decoder_causal_attention"])) - 1
+    else:
+        n_in = int(np.argmax(weights)) if weights.any() else len(tokens)
+    return {"inputs": _trim(tokens[:n_in]), "targets": _trim(tokens[weights])}
+
+
+def _read(ds: Any) -> tuple[list[int], list[dict[str, list[int]]]]:
+    indices, rows = [], []
+    for index, features in tfds.as_numpy(ds):
+        indices.append(int(index))
+        rows.append(rows_from_features(features))
+    return indices, rows
+
+
+def make_predict_fn(
+    model: nn.Module,
+    params: Any,
+    mesh: Mesh,
+    feature_lengths: Mapping[str, int],
+    batch_size: int,
+    config: decoding.DecodeConfig = decoding.GREEDY,
+    *,
+    rules: partitioning.AxisRules | None = None,
+) -> PredictFn:
+    """`predict_fn(ds, model_feature_shapes=None) -> [(index, token_ids)]` for seqio.
+
+    Decodes up to ``feature_lengths["targets"]`` tokens; all outputs have that length (0 after
+    EOS), as seqio stacks them into one array.
+    """
+    params = scoring.place_params(model, params, mesh, rules)
+
+    def predict_fn(ds: Any, model_feature_shapes: Any = None) -> list[tuple[int, np.ndarray]]:
+        del model_feature_shapes  # seqio calls with the dataset only (see stack.md)
+        indices, rows = _read(ds)
+        tokens = decoding.decode_rows(
+            model,
+            params,
+            [r["inputs"] for r in rows],
+            mesh,
+            batch_size,
+            feature_lengths,
+            config,
+            rules=rules,
+        )
+        return list(zip(indices, tokens, strict=True))
+
+    return predict_fn
+
+
+def make_score_fn(
+    model: nn.Module,
+    params: Any,
+    mesh: Mesh,
+    feature_lengths: Mapping[str, int],
+    batch_size: int,
+    normalize: bool = False,
+    shared: bool = True,
+    *,
+    rules: partitioning.AxisRules | None = None,
+    prefix_lm: bool = True,
+) -> ScoreFn:
+    """`score_fn(ds, model_feature_shapes=None) -> [(index, log-likelihood)]` for seqio."""
+    params = scoring.place_params(model, params, mesh, rules)
+
+    def score_fn(ds: Any, model_feature_shapes: Any = None) -> list[tuple[int, float]]:
+        del model_feature_shapes
+        indices, rows = _read(ds)
+        scores = scoring.score_rows(
+            model,
+            params,
+            rows,
+            mesh,
+            batch_size,
+            feature_lengths,
+            normalize,
+            shared,
+            rules=rules,
+            prefix_lm=prefix_lm,
+        )
+        return [(i, float(s)) for i, s in zip(indices, scores, strict=True)]
+
+    return score_fn
+
+
+# ---------------------------------------------------------------------------------------------
+# Task resolution with errors a user can act on.
+
+
+def _spec_for(name: str) -> registry.TaskSpec | None:
+    try:
+        parsed = naming.parse_name(name)
+    except naming.InvalidNameError:
+        return None
+    if parsed.is_mixture or parsed.dataset is None:
+        return None
+    try:
+        return registry.get_collection(parsed.collection).spec(parsed.dataset)
+    except registry.RegistryError:
+        return None
+
+
+def check_rank_task(name: str) -> None:
+    """Fails with one line when `name` asks for rank classification of a template or dataset
+    without options (only templates that show options get a ``:rank`` task)."""
+    parsed = naming.parse_name(name)
+    if parsed.is_mixture or not parsed.rank:
+        return
+    spec = _spec_for(name)
+    if spec is None:
+        return
+    generative = naming.task_name(parsed.collection, spec.name, parsed.template)
+    if not spec.has_options:
+        raise EvalError(
+            f"task '{name}': dataset '{spec.name}' has no options, so it cannot be evaluated "
+            f"by rank classification; evaluate the generative task '{generative}'"
+        )
+    if parsed.template is not None and parsed.template < len(spec.templates):
+        if not spec.templates[parsed.template].is_rankable:
+            raise EvalError(
+                f"task '{name}': template {parsed.template} of '{spec.name}' shows no options, "
+                f"so it has no rank task; evaluate '{generative}' or a template with options"
+            )
+
+
+def resolve_eval_tasks(name: str, splits: Sequence[str]) -> list[seqio.Task]:
+    """The seqio tasks behind a task or mixture name, each checked to have every split."""
+    check_rank_task(name)
+    provider = registry.get_task_or_mixture(name)
+    tasks = seqio.get_subtasks(provider)
+    for task in tasks:
+        check_rank_task(task.name)
+        for split in splits:
+            if split not in task.splits:
+                raise EvalError(
+                    f"task '{task.name}' has no '{split}' split (its splits: "
+                    f"{', '.join(task.splits)}); evaluate one of those"
+                )
+    return list(tasks)
+
+
+# ---------------------------------------------------------------------------------------------
+# The held-out evaluation.
+
+
+def _task_identity(task_name: str) -> tuple[str, str, int]:
+    """(cluster, dataset, template) from a task name; unknown parts become the name / -1."""
+    spec = _spec_for(task_name)
+    try:
+        parsed = naming.parse_name(task_name)
+        template = parsed.template if parsed.template is not None else -1
+    except naming.InvalidNameError:
+        template = -1
+    if spec is None:
+        return "unknown", task_name, template
+    return spec.cluster, spec.name, template
+
+
+def _example_rows(
+    task: seqio.Task, task_ds: Any, outputs: Mapping[Any, Any]
+) -> list[dict[str, Any]]:
+    """Per-example records for `write_examples`: rank tasks grouped by example."""
+    vocab = task.output_features["targets"].vocabulary
+    examples = list(tfds.as_numpy(task_ds))
+    scores = outputs.get(seqio.metrics.ModelOutputType.SCORE)
+    predictions = outputs.get(seqio.metrics.ModelOutputType.PREDICTION)
+
+    def text(ex: Mapping[str, Any], key: str) -> str:
+        raw = ex.get(f"{key}_pretokenized")
+        if raw is None:
+            raw = vocab.decode([int(x) for x in ex[key]])
+        return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+    if scores is not None and examples and "option_index" in examples[0]:
+        groups: dict[int, dict[str, Any]] = collections.OrderedDict()
+        for ex, score in zip(examples, scores, strict=True):
+            g = groups.setdefault(
+                int(ex["idx"]),
+                {"idx": int(ex["idx"]), "input": text(ex, "inputs"), "options": [], "scores": []},
+            )
+            g["options"].append(text(ex, "targets"))
+            g["scores"].append(float(score))
+            if bool(ex["is_correct"]):
+                g["correct"] = int(ex["option_index"])
+        for g in groups.values():
+            g["predicted"] = int(np.argmax(g["scores"]))
+        return list(groups.values())
+
+    rows = []
+    for i, ex in enumerate(examples):
+        row: dict[str, Any] = {"input": text(ex, "inputs"), "target": text(ex, "targets")}
+        if predictions is not None:
+            row["prediction"] = vocab.decode([int(x) for x in predictions[i]])
+        if scores is not None:
+            row["score"] = float(scores[i])
+        rows.append(row)
+    return rows
+
+
+def evaluate_mixture(
+    model: nn.Module,
+    params: Any,
+    mesh: Mesh,
+    mixture_or_task_name: str | Sequence[str],
+    feature_lengths: Mapping[str, int],
+    splits: str | Sequence[str] = DEFAULT_SPLITS,
+    batch_size: int = 64,
+    out_dir: str | None = None,
+    *,
+    num_examples: int | None = None,
+    decode_config: decoding.DecodeConfig = decoding.GREEDY,
+    normalize: bool = False,
+    shared: bool = True,
+    rules: partitioning.AxisRules | None = None,
+) -> dict[str, Any]:
+    """Runs seqio.Evaluator over every task of the name(s), per split, and aggregates FLAN-style.
+
+    Rank tasks are scored (`make_score_fn`), the others decoded (`make_predict_fn`).
+    `num_examples` caps the examples (rows, for rank tasks) read per task and split.
+    With `out_dir`, writes results.json / results.md / per-cluster PNGs there and per-example
+    JSONL files under `out_dir/examples/<split>/`.
+
+    Returns ``{"metrics": {split: {task: {metric: value}}}, "summary": aggregate(...) or None,
+    "files": {...}}``; the summary needs the `test` split (best-dev also needs `validation`).
+    """
+    names = (
+        [mixture_or_task_name]
+        if isinstance(mixture_or_task_name, str)
+        else list(mixture_or_task_name)
+    )
+    splits = (splits,) if isinstance(splits, str) else tuple(splits)
+    for name in names:
+        resolve_eval_tasks(name, splits)  # fail early, before anything compiles or reads data
+    params = scoring.place_params(model, params, mesh, rules)
+    lengths = {"inputs": int(feature_lengths["inputs"]), "targets": int(feature_lengths["targets"])}
+    predict_fn = make_predict_fn(
+        model, params, mesh, lengths, batch_size, decode_config, rules=rules
+    )
+    score_fn = make_score_fn(
+        model,
+        params,
+        mesh,
+        lengths,
+        batch_size,
+        normalize,
+        shared,
+        rules=rules,
+        prefix_lm=decode_config.prefix_lm,
+    )
+
+    metrics: dict[str, dict[str, dict[str, float]]] = {}
+    results: list[aggregate.TemplateResult] = []
+    files: dict[str, Any] = {"examples": []}
+    for split in splits:
+        metrics[split] = {}
+        for name in names:
+            evaluator = seqio.Evaluator(
+                mixture_or_task_name=name,
+                feature_converter=feature_converter(model),
+                eval_split=split,
+                sequence_length=lengths,
+                num_examples=num_examples,
+                async_compute_metrics=False,
+            )
+            future, outputs = evaluator.evaluate(
+                compute_metrics=True, predict_fn=predict_fn, score_fn=score_fn
+            )
+            for task in evaluator.eval_tasks:
+                task_metrics = {k: float(v) for k, v in future.result()[task.name].items()}
+                metrics[split][task.name] = task_metrics
+                cluster, dataset, template = _task_identity(task.name)
+                results.append(
+                    aggregate.TemplateResult(cluster, dataset, template, split, task_metrics)
+                )
+                if out_dir is not None:
+                    rows = _example_rows(
+                        task, evaluator.cached_task_datasets[task.name], outputs[task.name]
+                    )
+                    files["examples"].append(
+                        aggregate.write_examples(f"{out_dir}/examples/{split}", task.name, rows)
+                    )
+            evaluator.close()
+
+    summary = None
+    if aggregate.REPORT_SPLIT in splits:
+        summary = aggregate.aggregate(results)
+        if out_dir is not None:
+            files.update(aggregate.write_reports(summary, out_dir))
+    return {"metrics": metrics, "summary": summary, "files": files}
