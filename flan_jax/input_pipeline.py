@@ -1,0 +1,99 @@
+"""Training input: a seqio mixture or task, this host's shard, batched, with a resumable position.
+
+Each host reads its own shard (``seqio.ShardInfo``) of ``global_batch / num_shards`` examples per
+step. The tf.data iterator's state is saved beside each checkpoint, so a resumed run sees exactly
+the batches an uninterrupted run would have seen (without replaying the data from the start);
+if that state is missing, the pipeline is rebuilt and the consumed batches are skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+import seqio
+import tensorflow as tf
+
+from flan_jax import registry
+
+# Feature converters by model kind (see flan_jax.models.model_kind).
+_CONVERTERS = {
+    "encoder_decoder": lambda pack: seqio.EncDecFeatureConverter(pack=pack),
+    "decoder_only": lambda pack: seqio.PrefixLMFeatureConverter(pack=pack),
+}
+
+
+def feature_converter(model_kind: str, pack: bool) -> seqio.FeatureConverter:
+    return _CONVERTERS[model_kind](pack)
+
+
+def model_feature_lengths(
+    model_kind: str, task_feature_lengths: Mapping[str, int]
+) -> dict[str, int]:
+    """Lengths of the model's batch arrays for given task feature lengths."""
+    if model_kind == "encoder_decoder":
+        return {
+            "encoder_input_tokens": task_feature_lengths["inputs"],
+            "decoder_target_tokens": task_feature_lengths["targets"],
+        }
+    return {"decoder_target_tokens": sum(task_feature_lengths.values())}
+
+
+@dataclasses.dataclass
+class TrainInput:
+    """An endless iterator of host-local numpy batches that knows how to save its position."""
+
+    name: str
+    task_feature_lengths: Mapping[str, int]
+    host_batch_size: int
+    model_kind: str
+    pack: bool
+    seed: int
+    shard_index: int = 0
+    num_shards: int = 1
+    batches_consumed: int = 0
+
+    def __post_init__(self):
+        self._iterator = iter(self._dataset())
+
+    def _dataset(self) -> tf.data.Dataset:
+        registry.get_task_or_mixture(self.name)  # clear error for unknown names, registers lazily
+        ds = seqio.get_dataset(
+            self.name,
+            task_feature_lengths=dict(self.task_feature_lengths),
+            dataset_split="train",
+            shuffle=True,
+            num_epochs=None,  # repeat: training runs for a number of steps, not epochs
+            feature_converter=feature_converter(self.model_kind, self.pack),
+            shard_info=seqio.ShardInfo(self.shard_index, self.num_shards),
+            seed=self.seed,
+        )
+        return ds.batch(self.host_batch_size, drop_remainder=True)
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        batch = next(self._iterator)
+        self.batches_consumed += 1
+        return {k: v.numpy() for k, v in batch.items()}
+
+    # Position -----------------------------------------------------------------------------
+
+    def save(self, prefix: str) -> dict:
+        """Writes the iterator state under ``prefix``; returns the JSON position record."""
+        tf.train.Checkpoint(iterator=self._iterator).write(prefix)
+        return {"batches_consumed": self.batches_consumed, "iterator": prefix}
+
+    def restore(self, position: Mapping) -> str:
+        """Continues from a saved position; returns how ("iterator state" or "skipped N")."""
+        n = int(position["batches_consumed"])
+        prefix = position.get("iterator")
+        self.batches_consumed = n
+        if prefix and tf.io.gfile.exists(prefix + ".index"):
+            tf.train.Checkpoint(iterator=self._iterator).read(prefix).assert_consumed()
+            return "iterator state"
+        # No saved state (e.g. written by another tool): rebuild and skip, same batches.
+        self._iterator = iter(self._dataset().skip(n))
+        return f"skipped {n} batches"
