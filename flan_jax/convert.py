@@ -81,6 +81,8 @@ def _vocab_size_of(vocabulary: Any) -> tuple[int, str]:
     if isinstance(vocabulary, str):
         if vocabulary in VOCABULARIES:
             return VOCABULARIES[vocabulary][0], f"{vocabulary!r}"
+        if vocabulary == "byte":  # seqio.ByteVocabulary: 256 bytes + pad/eos/unk (no TF import)
+            return 259, "'byte'"
         from flan_jax.vocab import get_vocabulary
 
         vocabulary = get_vocabulary(vocabulary)
@@ -373,12 +375,9 @@ class _SafetensorsDir:
             weight_map = json.loads(index.read_text())["weight_map"]
             self.files = {k: path / f for k, f in weight_map.items()}
         else:
-            from safetensors import safe_open
-
             self.files = {}
             for f in sorted(path.glob("*.safetensors")):
-                with safe_open(os.fspath(f), framework="np") as handle:
-                    self.files.update({k: f for k in handle.keys()})
+                self.files.update({k: f for k in self._open(os.fspath(f)).keys()})
         self._handles: dict[str, Any] = {}
 
     def keys(self) -> set[str]:
@@ -391,14 +390,21 @@ class _SafetensorsDir:
         return self._handle(key).get_tensor(key)
 
     def _handle(self, key: str) -> Any:
-        from safetensors import safe_open
-
         name = os.fspath(self.files[key])
         if name not in self._handles:
             if not os.path.exists(name):
-                raise ConversionError(f"{self.path}: index names {name}, which does not exist")
-            self._handles[name] = safe_open(name, framework="np")
+                raise ConversionError(f"{self.path}: the index names {name}, which does not exist")
+            self._handles[name] = self._open(name)
         return self._handles[name]
+
+    @staticmethod
+    def _open(name: str) -> Any:
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            return safe_open(name, framework="np")
+        except SafetensorError as e:
+            raise ConversionError(f"{name} is not a readable safetensors file ({e})") from e
 
 
 def _open_hf_dir(path: PathLike) -> tuple[epath.Path, dict[str, Any], _SafetensorsDir]:
@@ -415,6 +421,7 @@ def _open_hf_dir(path: PathLike) -> tuple[epath.Path, dict[str, Any], _Safetenso
             "to its *.safetensors weights (download the whole model repository)"
         )
     hf = json.loads(config_file.read_text())
+    config_from_hf(hf, os.fspath(config_file))  # unsupported models fail before any weight is read
     has_index = (path / "model.safetensors.index.json").exists()
     if not has_index and not list(path.glob("*.safetensors")):
         pickles = sorted(p.name for p in path.iterdir() if p.name.endswith(_PICKLE_SUFFIXES))
