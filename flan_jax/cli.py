@@ -169,6 +169,69 @@ def cmd_train_vocab(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# train (gin-configured)
+
+
+def _setup_logging() -> None:
+    import logging
+
+    import absl.logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    # seqio warns on every uncached function source; orbax/absl chatter drowns the progress.
+    absl.logging.set_verbosity(absl.logging.ERROR)
+    for name in ("absl", "jax", "orbax", "tensorflow", "seqio"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _gin_config(args: argparse.Namespace):
+    from flan_jax import gin_entry
+
+    files, bindings, rest = gin_entry.split_gin_args(args.extra)
+    if rest:
+        raise UserError(f"unrecognized arguments: {' '.join(rest)}")
+    gin_entry.parse(files, bindings)
+    if not args.vocab:
+        os.environ["FLAN_JAX_VOCAB"] = gin_entry.macro("VOCABULARY", "byte")
+    _cpu_devices(gin_entry.macro("CPU_DEVICES"))
+    _join_processes()
+    return gin_entry
+
+
+def _cpu_devices(n: int | None) -> None:
+    """Virtual CPU devices (only affects the CPU backend; read when JAX first starts)."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if n and "xla_force_host_platform_device_count" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
+
+
+def _join_processes() -> None:
+    """Joins a multi-process job described by FLAN_JAX_COORDINATOR / _NUM_PROCESSES / _PROCESS_ID
+    (set by launch/local_multiprocess.py); Cloud TPU needs nothing (auto-detected)."""
+    if "FLAN_JAX_COORDINATOR" not in os.environ:
+        return
+    from flan_jax import partitioning
+
+    partitioning.init_distributed(
+        os.environ["FLAN_JAX_COORDINATOR"],
+        int(os.environ["FLAN_JAX_NUM_PROCESSES"]),
+        int(os.environ["FLAN_JAX_PROCESS_ID"]),
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from flan_jax import train
+
+    gin_entry = _gin_config(args)
+    cfg = gin_entry.build_train_config()
+    _setup_logging()
+    path = gin_entry.write_operative_config(cfg.model_dir)
+    print(f"[train] operative config: {path}")
+    metrics = train.train(cfg)
+    print(f"[train] done: {metrics}")
+
+
+# ---------------------------------------------------------------------------------------------
 # smoke (data half until the trainer lands; see issue tracker)
 
 
@@ -230,6 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(fn=cmd_train_vocab)
 
+    p = sub.add_parser(
+        "train",
+        help='train a model: --gin_file=F ... --gin.MODEL_DIR=\\"DIR\\" --gin.TRAIN_STEPS=N',
+    )
+    p.set_defaults(fn=cmd_train, accepts_gin=True)
+
     p = sub.add_parser("smoke", help="the main job on the embedded demo collection")
     p.add_argument("--heldout", default="nli")
     p.set_defaults(fn=cmd_smoke)
@@ -250,6 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["FLAN_JAX_VOCAB"] = args.vocab
     _quiet_tf()
     from flan_jax import naming, registry, templates
+    from flan_jax.train import TrainingDiverged as TrainingDivergedError
 
     try:
         args.fn(args)
@@ -259,7 +329,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         naming.InvalidNameError,
         templates.TemplateError,
         FileNotFoundError,
+        PermissionError,
         ValueError,
+        TrainingDivergedError,
     ) as e:
         if os.environ.get("FLAN_JAX_DEBUG"):
             raise  # the full traceback, for developers

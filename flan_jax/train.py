@@ -15,7 +15,7 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -249,15 +249,22 @@ def build_state_shardings(model, tx, cfg: TrainConfig, mesh, rules):
 # The loop.
 
 
-def train(cfg: TrainConfig, *, stop_after: int | None = None) -> dict[str, Any]:
+def train(
+    cfg: TrainConfig,
+    *,
+    devices: Sequence[jax.Device] | None = None,
+    stop_after: int | None = None,
+    batch_hook: Callable[[int, dict[str, np.ndarray]], None] | None = None,
+) -> dict[str, Any]:
     """Trains (or resumes) up to ``cfg.train_steps``; returns the last logged metrics.
 
-    ``stop_after`` ends this invocation after that many steps, checkpointing first (used to
-    test resumption; a preempted job behaves the same).
+    ``devices`` restricts the mesh to a subset of devices (default: all). ``stop_after`` ends
+    this invocation after that many steps, checkpointing first (a preempted job behaves the
+    same). ``batch_hook(step, host_batch)`` sees every batch consumed (for inspection/tests).
     """
     # == Mesh ==
     partitioning.init_distributed()
-    mesh = partitioning.make_mesh(cfg.mesh)
+    mesh = partitioning.make_mesh(cfg.mesh, devices)
     rules = partitioning.logical_axis_rules(cfg.mesh.rules)
     partitioning.check_batch_size(cfg.batch_size, mesh)
     shard_index, num_shards = partitioning.host_shard_info(mesh)
@@ -272,6 +279,7 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> dict[str, Any]:
     )
 
     # == Data ==
+    _check_vocabulary(cfg)
     kind = model_kind(cfg.model)
     data = input_pipeline.TrainInput(
         cfg.mixture_or_task_name,
@@ -283,7 +291,6 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> dict[str, Any]:
         shard_index=shard_index,
         num_shards=num_shards,
     )
-    _check_vocabulary(cfg)
 
     # == Model and optimizer ==
     model = build_model(cfg.model)
@@ -352,6 +359,8 @@ def train(cfg: TrainConfig, *, stop_after: int | None = None) -> dict[str, Any]:
     window_start, window_tokens, window_t = start, 0, time.perf_counter()
     for step in range(start, end):
         host_batch = next(data)
+        if batch_hook is not None:
+            batch_hook(step, host_batch)
         window_tokens += (
             sum(
                 int(np.count_nonzero(host_batch[k]))

@@ -1,0 +1,120 @@
+"""Gin at the edge: parses gin files and ``--gin.NAME=VALUE`` flags into frozen configs.
+
+Gin binds only the config dataclasses (``TrainConfig``, ``T5Config``, ``DecoderConfig``,
+``MeshConfig``, ``OptimizerConfig``, ``EvalConfig``); the library never imports gin. Gin files
+resolve from the working directory first, then from the gin files shipped with the package, so
+``--gin_file=experiments/demo_smoke.gin`` works from anywhere.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Sequence
+from importlib import resources
+
+import gin
+
+from flan_jax import optim, partitioning, train
+from flan_jax.models import DecoderConfig, T5Config
+
+CONFIGURABLES = (
+    train.TrainConfig,
+    T5Config,
+    DecoderConfig,
+    partitioning.MeshConfig,
+    optim.OptimizerConfig,
+)
+
+
+@functools.cache
+def register_configurables() -> None:
+    for cls in CONFIGURABLES:
+        gin.external_configurable(cls, module="flan_jax")
+
+
+def packaged_gin_dir() -> str:
+    return str(resources.files("flan_jax.gin_configs"))
+
+
+def _resolve(path: str) -> str:
+    if os.path.exists(path):
+        return path
+    packaged = os.path.join(packaged_gin_dir(), path.removeprefix("gin/"))
+    if os.path.exists(packaged):
+        return packaged
+    raise FileNotFoundError(
+        f"gin file {path} not found in the working directory or in the packaged gin files "
+        f"({packaged_gin_dir()}); `flan-jax gin-files` lists the packaged ones"
+    )
+
+
+def split_gin_args(argv: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
+    """T5X-style flags -> (gin files, bindings, leftover args).
+
+    ``--gin_file=F`` (repeatable) and ``--gin.NAME=VALUE`` (a binding ``NAME = VALUE``).
+    """
+    files, bindings, rest = [], [], []
+    it = iter(argv)
+    for arg in it:
+        if arg.startswith("--gin_file="):
+            files.append(arg.split("=", 1)[1])
+        elif arg == "--gin_file":
+            files.append(next(it))
+        elif arg.startswith("--gin."):
+            name, sep, value = arg[len("--gin.") :].partition("=")
+            if not sep:
+                raise ValueError(f"gin flag {arg!r} has no value; write --gin.{name}=VALUE")
+            bindings.append(f"{name} = {value}")
+        else:
+            rest.append(arg)
+    return files, bindings, rest
+
+
+def parse(files: Sequence[str], bindings: Sequence[str]) -> None:
+    """Parses gin files and bindings (the packaged gin dir is on the include search path)."""
+    register_configurables()
+    gin.clear_config()
+    gin.add_config_file_search_path(packaged_gin_dir())
+    if not files:
+        raise ValueError("no --gin_file given; e.g. --gin_file=experiments/demo_smoke.gin")
+    resolved = []
+    for f in files:
+        resolved.append(_resolve(f))
+        gin.add_config_file_search_path(os.path.dirname(os.path.abspath(resolved[-1])))
+    try:
+        gin.parse_config_files_and_bindings(resolved, bindings, finalize_config=False)
+    except (ValueError, SyntaxError, gin.config.ParseError) as e:
+        raise ValueError(f"gin: {str(e).splitlines()[0]}") from None
+
+
+def macro(name: str, default=None):
+    """The value a gin macro is bound to (``default`` when unbound)."""
+    try:
+        return gin.query_parameter(f"%{name}")
+    except ValueError:
+        return default
+
+
+def build_train_config() -> train.TrainConfig:
+    """The TrainConfig the parsed gin config describes (one-line error for missing macros)."""
+    try:
+        return gin.get_configurable(train.TrainConfig)()
+    except (ValueError, TypeError) as e:
+        message = str(e).splitlines()[0]
+        if "REQUIRED" in message or "required" in message:
+            raise ValueError(
+                f'gin: {message}; set it with --gin.NAME=VALUE (e.g. --gin.MODEL_DIR=\\"runs/x\\")'
+            ) from None
+        raise
+
+
+def write_operative_config(model_dir: str) -> str:
+    """Writes the operative gin config to MODEL_DIR/config.gin (what this run actually used)."""
+    import tensorflow as tf
+
+    tf.io.gfile.makedirs(model_dir)
+    path = f"{model_dir}/config.gin"
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(gin.operative_config_str())
+    return path
