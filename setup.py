@@ -1,6 +1,27 @@
 """flan_jax: FLAN-style instruction tuning and zero-shot evaluation on JAX."""
 
+import pathlib
+import shutil
+
 import setuptools
+from setuptools.command.build_py import build_py
+
+
+class BuildPyWithGin(build_py):
+    """Copies the top-level gin/ folder into the wheel as flan_jax/gin_configs/.
+
+    gin/ is not a Python package (a top-level `gin` package would shadow gin-config when the repo
+    root is on sys.path); editable installs read it from the source tree instead.
+    """
+
+    def run(self):
+        super().run()
+        target = pathlib.Path(self.build_lib) / "flan_jax" / "gin_configs"
+        for src in pathlib.Path("gin").rglob("*.gin"):
+            dst = target / src.relative_to("gin")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+
 
 setuptools.setup(
     name="flan_jax",
@@ -15,15 +36,13 @@ setuptools.setup(
         "flan_jax.evaluation",
         "flan_jax.tasks",
         "flan_jax.mixtures",
-        "flan_jax.gin_configs",
     ],
     package_dir={
         "flan_jax": "flan_jax",
         "flan_jax.tasks": "tasks",
         "flan_jax.mixtures": "mixtures",
-        "flan_jax.gin_configs": "gin",
     },
-    package_data={"flan_jax.gin_configs": ["*.gin", "**/*.gin"]},
+    cmdclass={"build_py": BuildPyWithGin},
     install_requires=[
         "jax>=0.10,<0.11",
         "jaxlib>=0.10,<0.11",

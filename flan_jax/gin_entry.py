@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import pathlib
 from collections.abc import Sequence
 from importlib import resources
 
@@ -34,7 +35,11 @@ def register_configurables() -> None:
 
 
 def packaged_gin_dir() -> str:
-    return str(resources.files("flan_jax.gin_configs"))
+    """The shipped gin files: inside the installed package, or gin/ of a source checkout."""
+    installed = resources.files("flan_jax") / "gin_configs"
+    if installed.is_dir():
+        return str(installed)
+    return str(pathlib.Path(__file__).resolve().parents[1] / "gin")
 
 
 def _resolve(path: str) -> str:
