@@ -452,8 +452,14 @@ def import_hf(
     source = f"Hugging Face checkpoint {path}"
     config = config_from_hf(hf, f"{path / 'config.json'}", param_dtype=param_dtype)
     keys = tensors.keys()
+    expected = {e.hf for e in param_map(config)}
+    unexpected = sorted(k for k in keys - expected if not _HF_IGNORED.fullmatch(k))
+    if unexpected:
+        raise ConversionError(
+            f"{source} has {len(unexpected)} tensors a T5 1.1 model does not use (e.g. "
+            f"{unexpected[0]!r}); it is not T5ForConditionalGeneration-shaped"
+        )
     logits_scale = config.d_model**-0.5 if _scales_logits(hf) else 1.0
-    used = set()
 
     def read(entry: _Entry, ours: tuple[int, ...]) -> np.ndarray:
         key = entry.hf
@@ -469,21 +475,13 @@ def import_hf(
         want = _hf_shape(entry.kind, ours)
         if tensors.shape(key) != want:
             raise _shape_error(source, key, tensors.shape(key), want, config)
-        used.add(key)
         x = _from_hf(entry.kind, tensors.get(key), ours)
         if entry.kind == "logits" and logits_scale != 1.0:
             x = x.astype(np.float32) * np.float32(logits_scale)
         return x
 
-    params = _assemble(config, read, mesh, rules)
-    unexpected = sorted(k for k in keys - used if not _HF_IGNORED.fullmatch(k))
-    if unexpected:
-        raise ConversionError(
-            f"{source} has {len(unexpected)} tensors a T5 1.1 model does not use (e.g. "
-            f"{unexpected[0]!r}); it is not T5ForConditionalGeneration-shaped"
-        )
     return ImportedModel(
-        params,
+        _assemble(config, read, mesh, rules),
         config,
         vocabulary_for(config.vocab_size),
         {"format": "hf", "path": os.fspath(path), "model_type": hf.get("model_type", "t5")},
@@ -628,7 +626,12 @@ def import_t5x(
         param_dtype=param_dtype,
         relative_attention_max_distance=relative_attention_max_distance,
     )
-    used = set()
+    unexpected = sorted(set(leaves) - {e.t5x for e in param_map(config)})
+    if unexpected:
+        raise ConversionError(
+            f"{source} has {len(unexpected)} parameters a T5 1.1 model does not use (e.g. "
+            f"{unexpected[0]!r})"
+        )
 
     def read(entry: _Entry, ours: tuple[int, ...]) -> np.ndarray:
         name = entry.t5x
@@ -636,22 +639,17 @@ def import_t5x(
             raise ConversionError(f"{source} lacks parameter {name!r}")
         if shapes[name] not in _t5x_shapes(entry.kind, ours):
             raise _shape_error(source, name, shapes[name], _t5x_shapes(entry.kind, ours)[0], config)
-        used.add(name)
         leaf = leaves[name]
         if _is_ts_spec(leaf):
             store = ts.open(_absolute_ts_spec(leaf, directory), open=True, read=True).result()
             leaf = store.read().result()
         return np.asarray(leaf).reshape(ours)
 
-    params = _assemble(config, read, mesh, rules)
-    unexpected = sorted(set(leaves) - used)
-    if unexpected:
-        raise ConversionError(
-            f"{source} has {len(unexpected)} parameters a T5 1.1 model does not use (e.g. "
-            f"{unexpected[0]!r})"
-        )
     return ImportedModel(
-        params, config, vocabulary_for(config.vocab_size), {"format": "t5x", "path": directory}
+        _assemble(config, read, mesh, rules),
+        config,
+        vocabulary_for(config.vocab_size),
+        {"format": "t5x", "path": directory},
     )
 
 
@@ -823,7 +821,12 @@ def cmd_convert(args: argparse.Namespace) -> None:
     if args.to_format:
         config = None
         if args.model_config:
-            config = T5Config(**json.loads(epath.Path(args.model_config).read_text()))
+            fields = json.loads(epath.Path(args.model_config).read_text())
+            fields = fields.get("config", fields)  # our model_config.json or bare T5Config fields
+            try:
+                config = T5Config(**fields)
+            except TypeError as e:
+                raise ConversionError(f"--model_config {args.model_config}: {e}") from e
         out = export_hf(args.src, args.out, config=config)
         print(
             f"wrote {out}/config.json and safetensors weights (transformers T5ForConditionalGeneration)"

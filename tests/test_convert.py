@@ -21,8 +21,6 @@ from flan_jax import convert
 from flan_jax.models import T5, T5Config
 from flan_jax.partitioning import MeshConfig, make_mesh
 
-pytestmark = pytest.mark.xdist_group("convert")
-
 HF_CONFIG = dict(
     feed_forward_proj="gated-gelu",
     d_model=48,
@@ -230,6 +228,17 @@ def test_round_trip_import_export_import(hf, tmp_path):
     _assert_same_tree(params, imported.params)
 
 
+def test_export_from_a_training_step_dir(hf, tmp_path):
+    from flan_jax.checkpoints import Checkpointer
+
+    _, _, imported = hf
+    state = {"step": np.int32(3), "params": imported.params, "opt_state": {"count": np.int32(3)}}
+    with Checkpointer(tmp_path / "run", async_save=False) as ckpt:
+        ckpt.save(3, state, data={"batches_consumed": 3})
+    exported = convert.export_hf(tmp_path / "run" / "3", tmp_path / "hf")  # config from shapes
+    _assert_same_tree(convert.import_hf(exported).params, imported.params)
+
+
 def test_import_onto_a_mesh_from_sharded_safetensors(hf, tmp_path):
     model, _, imported = hf
     model.save_pretrained(tmp_path / "sharded", safe_serialization=True, max_shard_size="40KB")
@@ -352,6 +361,24 @@ def test_unreadable_safetensors(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(HF_CONFIG))
     (tmp_path / "model.safetensors").write_bytes(b"truncated")
     with pytest.raises(convert.ConversionError, match="not a readable safetensors file"):
+        convert.import_hf(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "tensors, match",
+    [
+        ({"shared.weight": (128, 48), "encoder.block.0.layer.0.SelfAttention.lora.weight": (2,)},
+         "does not use .*lora"),
+        ({"shared.weight": (128, 48)}, "lacks tensor 'encoder.block.0.*relative_attention_bias"),
+    ],
+)  # fmt: skip
+def test_tensors_that_do_not_fit_a_t5(tmp_path, tensors, match):
+    from safetensors.numpy import save_file
+
+    (tmp_path / "config.json").write_text(json.dumps(HF_CONFIG))
+    arrays = {k: np.zeros(shape, np.float32) for k, shape in tensors.items()}
+    save_file(arrays, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(convert.ConversionError, match=match):
         convert.import_hf(tmp_path)
 
 
