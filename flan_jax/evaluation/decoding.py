@@ -18,7 +18,8 @@ Two ways to get each step's logits, chosen by `DecodeConfig.use_cache`:
 
 Beam search follows T5X's: 2k candidates per step, finished hypotheses scored with the length
 penalty ((5 + length) / 6) ** alpha (T5X's default alpha 0.6; alpha 0 means plain summed
-log-probability), early stop once no alive beam can beat the finished ones.
+log-probability), early stop once no alive beam can beat the finished ones. Unlike T5X, beams
+cut at the maximum length compete with finished ones on the same score.
 """
 
 from __future__ import annotations
@@ -336,10 +337,16 @@ def _beam_loop(stepper: _Stepper, max_len: int, cfg: DecodeConfig) -> Array:
         logits,
         state,
     )
-    _, alive_seqs, _, fin_seqs, _, fin_flags, _, _ = jax.lax.while_loop(cond, body, init)
-    # An example with no finished hypothesis (none reached EOS) returns its best alive beam.
-    none_finished = ~jnp.any(fin_flags, axis=1)
-    return jnp.where(none_finished[:, None], alive_seqs[:, 0], fin_seqs[:, 0])
+    _, alive_seqs, alive_lp, fin_seqs, fin_scores, fin_flags, _, _ = jax.lax.while_loop(
+        cond, body, init
+    )
+    # Hypotheses cut at the maximum length compete with the finished ones (greedy would return
+    # such a sequence too; T5X uses them only when nothing finished). After an early stop they
+    # cannot win, by the stopping rule.
+    alive_scores = alive_lp[:, 0] / max_penalty
+    best_finished = jnp.where(fin_flags[:, 0], fin_scores[:, 0], _NEG)
+    take_alive = alive_scores > best_finished
+    return jnp.where(take_alive[:, None], alive_seqs[:, 0], fin_seqs[:, 0])
 
 
 @functools.lru_cache(maxsize=32)
