@@ -39,6 +39,5 @@ ABLATION_PLANS += [
     for n in TEMPLATE_COUNTS
 ]
 ABLATION_PLANS += [
-    register_heldout_mixtures(COLLECTION, ABLATION_HELDOUT, num_clusters=n)
-    for n in CLUSTER_COUNTS
+    register_heldout_mixtures(COLLECTION, ABLATION_HELDOUT, num_clusters=n) for n in CLUSTER_COUNTS
 ]
