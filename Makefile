@@ -34,7 +34,7 @@ lock:
 	rm -rf /tmp/flan_jax_lock_venv && $(PYTHON) -m venv /tmp/flan_jax_lock_venv
 	/tmp/flan_jax_lock_venv/bin/pip install -q -r requirements.in
 	( echo '# Full pinned dependency set (Python 3.11, x86_64 CPU). Regenerate with `make lock`.'; \
-	  /tmp/flan_jax_lock_venv/bin/pip freeze ) > requirements.lock
+	  /tmp/flan_jax_lock_venv/bin/pip freeze | sed "s/+cpu$$//" ) > requirements.lock
 
 clean-runs:
 	rm -rf runs
