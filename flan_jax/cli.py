@@ -335,7 +335,8 @@ def datacard_markdown(name: str) -> str:
         turned = sum(t.turned_around for t in spec.templates)
         metric = ", ".join(m.__name__ for m in spec.metrics)
         if spec.has_options:
-            metric += " (+ rank_classification)"
+            rank = getattr(spec, "rank_metrics", ())
+            metric += f" (+ {', '.join(m.__name__ for m in rank) or 'rank_classification'})"
         n = sizes.get(spec.name)
         train = spec.splits.get("train", "")
         if n is None:

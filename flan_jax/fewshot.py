@@ -5,7 +5,9 @@ rendered with the same template) drawn from the task's **train** split:
 
     <exemplar inputs>\\n\\n<exemplar target>\\n\\n###\\n\\n ... <example inputs>
 
-- Pool: the first ``POOL_SIZE`` train examples, rendered when the few-shot task is first read.
+- Pool: the first ``POOL_SIZE`` train examples rendered by the zero-shot task itself (same
+  template for ``:t<i>`` and ``:t<i>:rank``; for ``:mix`` each exemplar keeps the template the
+  training stream gave it), built when the few-shot task is first read.
 - Choice: a permutation of the pool seeded by (``seed``, fingerprint of the example's inputs), so
   it is reproducible and the same for every rank row of one example. Pool entries whose inputs
   equal the example's are skipped: an example is never its own exemplar.
@@ -38,8 +40,8 @@ def _fingerprint(text: tf.Tensor) -> tf.Tensor:
     return tf.strings.to_hash_bucket_fast(text, 2**62)
 
 
-def _render_pool(base: seqio.Task, num_templates: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """(inputs, exemplar text) of the first POOL_SIZE train examples, per template column."""
+def _render_pool(base: seqio.Task) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs, exemplar text) of the first POOL_SIZE train examples as ``base`` renders them."""
     ds = base.get_dataset(
         None, split="train", shuffle=False, try_in_mem_cache=False, use_cached=False
     ).take(POOL_SIZE)
@@ -115,7 +117,7 @@ def register_fewshot_task(name: str, *, budget: int = DEFAULT_BUDGET, seed: int 
     pool_base = seqio.TaskRegistry.get(base_name[: -len(":rank")]) if rank else base
 
     def pool_fn():
-        return _render_pool(pool_base, None)
+        return _render_pool(pool_base)
 
     preprocessors = list(base.preprocessors)
     # Insert before tokenization (the last two preprocessors: tokenize, append EOS).

@@ -186,6 +186,7 @@ class TaskSpec:
       description: one line for ``flan-jax list`` and the data card.
       filter_fn: optional predicate on raw examples; examples where it is False are dropped
         before anything else (e.g. unlabelled rows, a class the templates do not cover).
+      rank_metrics: metric functions of the ``:rank`` tasks (default: rank accuracy).
     """
 
     name: str
@@ -199,6 +200,7 @@ class TaskSpec:
     splits: Mapping[str, str] = dataclasses.field(default_factory=lambda: dict(DEFAULT_SPLITS))
     description: str = ""
     filter_fn: Callable[[Mapping[str, tf.Tensor]], tf.Tensor] | None = None
+    rank_metrics: tuple[Callable[..., Mapping[str, Any]], ...] = (metrics_lib.rank_classification,)
 
     def __post_init__(self):
         naming.check_ident("dataset", self.name)
@@ -507,7 +509,7 @@ def register_collection(
                         naming.task_name(name, spec.name, i, rank=True),
                         _rank_preprocessor(t),
                         rank_postprocessor,
-                        (metrics_lib.rank_classification,),
+                        spec.rank_metrics,
                     )
                 )
         planned += [(source, fields, *task) for task in tasks]

@@ -94,6 +94,8 @@ def metric(*names: str) -> tuple[Callable, ...]:
 
 
 ACCURACY = (metrics_lib.exact_match,)
+# Rank-classification accuracy plus binary F1 of option 1 (the options are ("no", "yes")).
+RANK_F1 = (metrics_lib.rank_classification_f1,)
 
 
 def references_postprocessor(text: str, example: Mapping | None = None, is_target: bool = False):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from flan_jax.evaluation import metrics as metrics_lib
 from flan_jax.registry import TaskSpec, TfdsSource
 from flan_jax.templates import Template
 
@@ -294,6 +295,7 @@ SPECS = (
         fields_fn=_cola_fields,
         fields=("sentence", "options", "answer", "quality"),
         templates=COLA_TEMPLATES,
+        rank_metrics=(metrics_lib.rank_classification_mcc,),
         metrics=common.metric("accuracy", "matthews_corrcoef"),
         splits=common.hidden(large=False),
         description="CoLA: grammatical acceptability of a sentence",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from flan_jax.evaluation import metrics as metrics_lib
 from flan_jax.registry import TaskSpec, TfdsSource
 from flan_jax.templates import Template
 
@@ -146,6 +147,7 @@ SPECS = (
         fields=NLI_FIELDS,
         templates=NLI_TEMPLATES,
         metrics=common.metric("accuracy", "f1_macro"),
+        rank_metrics=(metrics_lib.rank_classification_f1_macro,),
         splits=common.hidden(large=False),
         description="CommitmentBank, 3-way entailment of embedded clauses",
     ),

@@ -266,6 +266,7 @@ SPECS = (
         fields_fn=_multirc_fields,
         fields=("paragraph", "question", "response", "options", "answer", "verdict"),
         templates=MULTIRC_TEMPLATES,
+        rank_metrics=common.RANK_F1,
         splits=common.hidden(large=False),
         description="MultiRC: is a candidate answer to a multi-sentence question correct",
     ),
