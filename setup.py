@@ -35,6 +35,7 @@ setuptools.setup(
         "flan_jax.models",
         "flan_jax.evaluation",
         "flan_jax.tasks",
+        "flan_jax.tasks.flan2021",
         "flan_jax.mixtures",
     ],
     package_dir={

@@ -179,7 +179,9 @@ def _setup_logging() -> None:
 
     import absl.logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", force=True
+    )
     # seqio warns on every uncached function source; orbax/absl chatter drowns the progress.
     absl.logging.set_verbosity(absl.logging.ERROR)
     for name in ("absl", "jax", "orbax", "tensorflow", "seqio"):

@@ -8,7 +8,9 @@ resolve from the working directory first, then from the gin files shipped with t
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import logging
 import os
 import pathlib
 from collections.abc import Sequence
@@ -87,10 +89,15 @@ def parse(files: Sequence[str], bindings: Sequence[str]) -> None:
     for f in files:
         resolved.append(_resolve(f))
         gin.add_config_file_search_path(os.path.dirname(os.path.abspath(resolved[-1])))
+    # gin logs an error for every search path an include is not found in before the one it is.
+    root = logging.getLogger()
+    level, root.level = root.level, logging.CRITICAL
     try:
         gin.parse_config_files_and_bindings(resolved, bindings, finalize_config=False)
     except (ValueError, SyntaxError, gin.config.ParseError) as e:
         raise ValueError(f"gin: {str(e).splitlines()[0]}") from None
+    finally:
+        root.level = level
 
 
 def macro(name: str, default=None):
@@ -104,7 +111,7 @@ def macro(name: str, default=None):
 def build_train_config() -> train.TrainConfig:
     """The TrainConfig the parsed gin config describes (one-line error for missing macros)."""
     try:
-        return gin.get_configurable(train.TrainConfig)()
+        cfg = gin.get_configurable(train.TrainConfig)()
     except (ValueError, TypeError) as e:
         message = str(e).splitlines()[0]
         if "REQUIRED" in message or "required" in message:
@@ -112,6 +119,15 @@ def build_train_config() -> train.TrainConfig:
                 f'gin: {message}; set it with --gin.NAME=VALUE (e.g. --gin.MODEL_DIR=\\"runs/x\\")'
             ) from None
         raise
+    # A macro bound to %gin.REQUIRED arrives as gin's placeholder object: name it.
+    for field in dataclasses.fields(cfg):
+        if type(getattr(cfg, field.name)) is object:
+            name = field.name.upper()
+            raise ValueError(
+                f"gin: {name} is required but not set; add --gin.{name}=VALUE "
+                f'(strings quoted, e.g. --gin.MODEL_DIR=\\"runs/x\\")'
+            )
+    return cfg
 
 
 def write_operative_config(model_dir: str) -> str:
