@@ -8,6 +8,7 @@ Subcommands:
   smoke                       the main job on the embedded default (demo collection)
   data-status NAME            which datasets of NAME are prepared / missing / need manual download
   datacard [COLLECTION]       writes docs/<collection>_datacard.md
+  preflight                   per-device memory of a train config on a target mesh (no run)
 """
 
 from __future__ import annotations
@@ -433,6 +434,10 @@ def build_parser() -> argparse.ArgumentParser:
     from flan_jax.convert import add_convert_parser  # convert: flags live in flan_jax/convert.py
 
     add_convert_parser(sub)
+
+    from flan_jax.preflight import add_preflight_parser  # preflight: flags in flan_jax/preflight.py
+
+    add_preflight_parser(sub)
     return parser
 
 
