@@ -5,6 +5,8 @@ Subcommands:
   inspect NAME                a task (raw example, rendered text, token counts) or a mixture
   train-vocab NAME OUT        a SentencePiece model trained on a task's or mixture's text
   train / eval / infer        gin-configured jobs (see ``flan_jax/gin_entry.py``)
+  convert                     Hugging Face / T5X checkpoints in, Hugging Face out
+  data-status / datacard      which datasets are present; the collection's data card
   smoke                       the main job on the embedded default (demo collection)
   data-status NAME            which datasets of NAME are prepared / missing / need manual download
   datacard [COLLECTION]       writes docs/<collection>_datacard.md
@@ -237,34 +239,144 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# smoke (data half until the trainer lands; see issue tracker)
+# eval / infer
+
+
+def _print_report(results: dict, heldout) -> None:
+    from flan_jax import evaluate
+
+    summary = results["summary"]
+    if summary is None:
+        print("[eval] no test split evaluated: no summary (per-task metrics below)")
+        for split, tasks in results["metrics"].items():
+            for task, metrics in tasks.items():
+                print(f"  {split:<10} {task:<40} {metrics}")
+        return
+    names = evaluate.eval_names_for_summary(results)
+    chance = evaluate.chance_levels(names)
+    print(evaluate.format_summary(summary, chance, heldout))
+    print(
+        "(accuracy %, mean over zero-shot templates; best-dev = the template best on "
+        "validation, reported on test; chance = uniform choice among the options)"
+    )
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from flan_jax import evaluate, naming
+
+    gin_entry = _gin_config(args)
+    cfg = gin_entry.build_eval_config()
+    if args.include_heldin:
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, include_heldin=True)
+    _setup_logging()
+    results = evaluate.evaluate(cfg)
+    parsed = naming.parse_name(cfg.mixture_or_task_name)
+    _print_report(results, parsed.heldout)
+    print(
+        f"[eval] reports in {results['out_dir']} (results.json, results.md, PNG per cluster, "
+        "examples/)"
+    )
+
+
+def cmd_infer(args: argparse.Namespace) -> None:
+    import json
+
+    from flan_jax import evaluate, vocab
+
+    if bool(args.prompt) == bool(args.input):
+        raise UserError("give either --prompt TEXT or --input PROMPTS.jsonl")
+    if args.input and not args.output:
+        raise UserError("--input needs --output OUT.jsonl")
+    if args.output and os.path.exists(args.output):
+        raise UserError(f"{args.output} exists; choose a new output path (nothing overwritten)")
+    gin_entry = _gin_config(args)
+    cfg = gin_entry.build_eval_config()
+    if args.prompt:
+        records = [{"prompt": args.prompt, **({"options": args.options} if args.options else {})}]
+    else:
+        records = evaluate.read_jsonl(args.input)
+    _setup_logging()
+    outputs = evaluate.infer(cfg, records, vocab.default_vocabulary())
+    if args.output:
+        tmp = args.output + ".tmp"
+        with open(tmp, "w") as f:
+            for out in outputs:
+                f.write(json.dumps(out) + "\n")
+        os.replace(tmp, args.output)  # never leave a half-written output file
+        print(f"[infer] wrote {len(outputs)} answers to {args.output}")
+    else:
+        for out in outputs:
+            print(json.dumps(out, indent=2))
+
+
+# ---------------------------------------------------------------------------------------------
+# smoke: the main job on the embedded default
 
 
 def cmd_smoke(args: argparse.Namespace) -> None:
-    import numpy as np
+    import dataclasses
+    import json
 
-    from flan_jax import naming, registry
+    from flan_jax import evaluate, naming, train
 
-    name = naming.mixture_name("demo", (args.heldout,), "train")
-    print(f"[smoke] building the held-out mixture {name}")
-    cmd_inspect(argparse.Namespace(name=name, split="train", n=0))
-    mixture = registry.get_task_or_mixture(name)
-    print("\n[smoke] rendered training examples (one template per example):")
-    for task in mixture.tasks[:3]:
-        ds = task.get_dataset(None, split="train", shuffle=False).take(1)
-        for ex in ds.as_numpy_iterator():
-            print(f"--- {task.name} (template {int(ex['template'])})")
-            print(ex["inputs_pretokenized"].decode())
-            print(f"=> {ex['targets_pretokenized'].decode()}")
-    print("\n[smoke] token statistics over 200 training examples per task:")
-    print(f"  {'task':<32} {'inputs mean/max':>16} {'targets mean/max':>17}")
-    for task in mixture.tasks:
-        ds = task.get_dataset(None, split="train", shuffle=False).take(200)
-        lens = np.array([(len(e["inputs"]), len(e["targets"])) for e in ds.as_numpy_iterator()])
+    steps = [f"--gin.TRAIN_STEPS={args.steps}"] if args.steps else []
+    args.extra = [
+        "--gin_file=experiments/demo_smoke.gin",
+        f'--gin.MODEL_DIR="{args.model_dir}"',
+        f'--gin.MIXTURE_OR_TASK_NAME="{naming.mixture_name("demo", (args.heldout,))}"',
+        *steps,
+        *args.extra,
+    ]
+    gin_entry = _gin_config(args)
+    cfg = gin_entry.build_train_config()
+    _setup_logging()
+    print(
+        f"[smoke] 1/3 instruction-tuning tiny T5 on {cfg.mixture_or_task_name} "
+        f"({cfg.train_steps} steps, mesh {cfg.mesh.describe()}) -> {cfg.model_dir}"
+    )
+    gin_entry.write_operative_config(cfg.model_dir)
+    metrics = train.train(cfg)
+    if metrics.get("finished"):
         print(
-            f"  {task.name:<32} {lens[:, 0].mean():>9.1f}/{lens[:, 0].max():<6} "
-            f"{lens[:, 1].mean():>10.1f}/{lens[:, 1].max():<6}"
+            f"[smoke] reusing the finished run in {cfg.model_dir} (step {metrics['step']}); "
+            "delete it or pass --model_dir to train anew"
         )
+    eval_cfg = evaluate.EvalConfig(
+        checkpoint_path=cfg.model_dir,
+        mixture_or_task_name=cfg.mixture_or_task_name,
+        task_feature_lengths=cfg.task_feature_lengths,
+        model=cfg.model,
+        mesh=cfg.mesh,
+        include_heldin=True,
+        num_examples=args.num_examples,
+        batch_size=args.eval_batch_size,
+    )
+    path, step = evaluate.resolve_checkpoint(cfg.model_dir)
+    out_dir = os.path.join(cfg.model_dir, "eval", f"step_{step}")
+    report = os.path.join(out_dir, "results.json")
+    print(
+        f"[smoke] 2/3 zero-shot evaluation of held-out '{args.heldout}' and the held-in "
+        f"clusters, every template, dev + test splits -> {out_dir}"
+    )
+    if os.path.exists(report):
+        print(f"[smoke] reusing the evaluation of step {step} ({report})")
+        results = {
+            "summary": json.load(open(report)),
+            "names": evaluate.eval_names(cfg.mixture_or_task_name, include_heldin=True),
+        }
+    else:
+        results = evaluate.evaluate(dataclasses.replace(eval_cfg, output_dir=out_dir))
+    print("[smoke] 3/3 results")
+    _print_report(results, (args.heldout,))
+    print(f"""
+[smoke] where things are:
+  report       {out_dir}/results.json, results.md, <cluster>.png
+  examples     {out_dir}/examples/<split>/<task>.jsonl
+  checkpoints  {cfg.model_dir}/<step>/  (resume: run the same command again)
+  TensorBoard  tensorboard --logdir {cfg.model_dir}/train
+  gin config   {cfg.model_dir}/config.gin""")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -415,9 +527,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(fn=cmd_train, accepts_gin=True)
 
+    p = sub.add_parser("eval", help="evaluate a checkpoint: --gin_file=F --gin.CHECKPOINT_PATH=...")
+    p.add_argument("--include_heldin", action="store_true", help="also evaluate held-in clusters")
+    p.set_defaults(fn=cmd_eval, accepts_gin=True)
+
+    p = sub.add_parser("infer", help="answer prompts with a checkpoint (--prompt or --input)")
+    p.add_argument("--prompt", help="one instruction")
+    p.add_argument("--options", nargs="+", help="answer options to score for --prompt")
+    p.add_argument("--input", help='JSONL of {"prompt": ..., "options": [...]} records')
+    p.add_argument("--output", help="JSONL of answers (never overwritten)")
+    p.set_defaults(fn=cmd_infer, accepts_gin=True)
+
     p = sub.add_parser("smoke", help="the main job on the embedded demo collection")
     p.add_argument("--heldout", default="nli")
-    p.set_defaults(fn=cmd_smoke)
+    p.add_argument("--model_dir", default="runs/demo_smoke")
+    p.add_argument("--steps", type=int, default=None, help="override TRAIN_STEPS")
+    p.add_argument("--num_examples", type=int, default=None, help="cap eval examples per task")
+    p.add_argument("--eval_batch_size", type=int, default=64)
+    p.set_defaults(fn=cmd_smoke, accepts_gin=True)
 
     p = sub.add_parser(
         "data-status", help="which datasets of a collection/task/mixture are prepared"

@@ -18,11 +18,12 @@ from importlib import resources
 
 import gin
 
-from flan_jax import optim, partitioning, train
+from flan_jax import evaluate, optim, partitioning, train
 from flan_jax.models import DecoderConfig, T5Config
 
 CONFIGURABLES = (
     train.TrainConfig,
+    evaluate.EvalConfig,
     T5Config,
     DecoderConfig,
     partitioning.MeshConfig,
@@ -110,8 +111,23 @@ def macro(name: str, default=None):
 
 def build_train_config() -> train.TrainConfig:
     """The TrainConfig the parsed gin config describes (one-line error for missing macros)."""
+    return build_config(train.TrainConfig)
+
+
+def build_eval_config() -> evaluate.EvalConfig:
+    """The EvalConfig of the parsed gin config (CHECKPOINT_PATH must be set)."""
+    cfg = build_config(evaluate.EvalConfig)
+    if cfg.checkpoint_path is None:
+        raise ValueError(
+            'gin: CHECKPOINT_PATH is not set; add --gin.CHECKPOINT_PATH=\\"MODEL_DIR/<step>\\"'
+        )
+    return cfg
+
+
+def build_config(cls):
+    """Instantiates a gin-configured config dataclass with one-line errors."""
     try:
-        cfg = gin.get_configurable(train.TrainConfig)()
+        cfg = gin.get_configurable(cls)()
     except (ValueError, TypeError) as e:
         message = str(e).splitlines()[0]
         if "REQUIRED" in message or "required" in message:

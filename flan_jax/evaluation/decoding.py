@@ -350,6 +350,7 @@ def _beam_loop(stepper: _Stepper, max_len: int, cfg: DecodeConfig) -> Array:
 
 
 @functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=32)  # one compile per (model, mesh, config, length), not per call
 def _decode_fn(
     model: nn.Module, mesh: Mesh, rules: partitioning.AxisRules, cfg: DecodeConfig, max_len: int
 ):

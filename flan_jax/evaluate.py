@@ -1,0 +1,259 @@
+"""Standalone evaluation and ad-hoc inference from a checkpoint (``flan-jax eval`` / ``infer``).
+
+``evaluate`` loads params from a checkpoint onto a mesh and runs seqio evaluation of the held-out
+clusters (and, optionally, the held-in ones) on the validation (dev) and test splits, writing the
+FLAN-style report (JSON, markdown, PNG per cluster) and per-example outputs beside it.
+``infer`` answers free-form prompts, scoring given options by rank classification.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+import seqio
+from etils import epath
+
+from flan_jax import checkpoints, mixing, naming, partitioning, registry
+from flan_jax.evaluation import decoding, scoring, seqio_glue
+from flan_jax.models import ModelConfig, build_model, t5_config
+
+log = logging.getLogger("flan_jax.evaluate")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """What to evaluate and with which model (gin binds it from the experiment's macros).
+
+    Attributes:
+      checkpoint_path: CHECKPOINT_PATH: ``MODEL_DIR/<step>``, or a MODEL_DIR (its latest step).
+      mixture_or_task_name: a training mixture ``<c>:heldout_X:train`` (its held-out clusters are
+        evaluated), an eval mixture, or a task.
+      include_heldin: also evaluate every held-in cluster of a held-out training mixture.
+      output_dir: where reports go (default ``MODEL_DIR/eval/step_<N>``).
+      num_examples: cap on examples (rows for rank tasks) per task and split.
+    """
+
+    checkpoint_path: str
+    mixture_or_task_name: str
+    task_feature_lengths: Mapping[str, int]
+    model: ModelConfig = dataclasses.field(default_factory=lambda: t5_config("tiny"))
+    mesh: partitioning.MeshConfig = dataclasses.field(default_factory=partitioning.MeshConfig)
+    batch_size: int = 32
+    splits: tuple[str, ...] = ("validation", "test")
+    include_heldin: bool = False
+    output_dir: str | None = None
+    num_examples: int | None = None
+    length_normalize: bool = False
+    decode_method: str = "greedy"
+    num_beams: int = 4
+
+
+def resolve_checkpoint(path: str) -> tuple[str, int | None]:
+    """``MODEL_DIR/<step>`` as given, or a MODEL_DIR's latest complete step."""
+    p = epath.Path(path)
+    if not p.exists():
+        raise FileNotFoundError(
+            f"checkpoint path {path} does not exist; pass MODEL_DIR/<step> of a training run "
+            "(or the MODEL_DIR itself for its latest checkpoint)"
+        )
+    if p.name.isdigit() and (p / "commit_success.txt").exists():
+        return str(p), int(p.name)
+    steps = sorted(
+        int(c.name) for c in p.iterdir() if c.name.isdigit() and (c / "commit_success.txt").exists()
+    )
+    if steps:
+        return str(p / str(steps[-1])), steps[-1]
+    return str(p), None  # a params-only checkpoint (e.g. converted from Hugging Face)
+
+
+def eval_names(name: str, include_heldin: bool = False) -> list[str]:
+    """The eval mixtures a name stands for (see EvalConfig.mixture_or_task_name)."""
+    parsed = naming.parse_name(name)
+    if not (parsed.is_mixture and parsed.kind == "train" and parsed.heldout):
+        return [name]
+    names = [naming.mixture_name(parsed.collection, parsed.heldout, "eval")]
+    if include_heldin:
+        collection = registry.get_collection(parsed.collection)
+        plan = mixing.plan_heldout(collection, parsed.heldout)
+        trained = {s.cluster for s in plan.train_datasets}
+        for cluster in collection.clusters:
+            if cluster in trained:
+                mixing.register_heldout_mixtures(collection, (cluster,))
+                names.append(naming.mixture_name(parsed.collection, (cluster,), "eval"))
+    return names
+
+
+def load_params(model, config: ModelConfig, path: str, mesh, rules) -> Any:
+    """Params of a checkpoint laid out on the mesh by their logical axes."""
+    abstract = scoring._abstract_params(model)  # boxed abstract params of this model
+    shardings = partitioning.param_shardings(abstract, mesh, rules)
+    import flax.linen as nn
+
+    target = jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+        nn.unbox(abstract),
+        shardings,
+    )
+    return checkpoints.restore_params(path, target)
+
+
+def evaluate(cfg: EvalConfig) -> dict[str, Any]:
+    """Evaluates a checkpoint; returns seqio_glue.evaluate_mixture's result plus paths."""
+    path, step = resolve_checkpoint(cfg.checkpoint_path)
+    names = eval_names(cfg.mixture_or_task_name, cfg.include_heldin)
+    for name in names:
+        seqio_glue.resolve_eval_tasks(name, cfg.splits)  # bad names/splits fail before compiling
+    mesh = partitioning.make_mesh(cfg.mesh)
+    rules = partitioning.logical_axis_rules(cfg.mesh.rules)
+    model = build_model(cfg.model)
+    params = load_params(model, cfg.model, path, mesh, rules)
+    out_dir = cfg.output_dir or os.path.join(
+        os.path.dirname(path.rstrip("/")), "eval", f"step_{step}" if step is not None else "params"
+    )
+    log.info("evaluating %s on %s -> %s", path, ", ".join(names), out_dir)
+    decode = decoding.DecodeConfig(method=cfg.decode_method, num_beams=cfg.num_beams)
+    results = seqio_glue.evaluate_mixture(
+        model,
+        params,
+        mesh,
+        names,
+        cfg.task_feature_lengths,
+        cfg.splits,
+        cfg.batch_size,
+        out_dir,
+        num_examples=cfg.num_examples,
+        decode_config=decode,
+        normalize=cfg.length_normalize,
+        rules=rules,
+    )
+    results["out_dir"] = out_dir
+    results["checkpoint"] = path
+    results["names"] = names
+    return results
+
+
+def chance_levels(names: Sequence[str]) -> dict[str, float]:
+    """Per dataset: expected accuracy of a uniform random choice among its options (percent)."""
+    chance = {}
+    for name in names:
+        provider = registry.get_task_or_mixture(name)
+        tasks = provider.tasks if isinstance(provider, seqio.Mixture) else [provider]
+        for task in tasks:
+            parsed = naming.parse_name(task.name)
+            if not parsed.rank or parsed.dataset in chance:
+                continue
+            ds = task.get_dataset(None, split="test", shuffle=False)
+            sizes: dict[int, int] = {}
+            for ex in ds.as_numpy_iterator():
+                sizes[int(ex["idx"])] = sizes.get(int(ex["idx"]), 0) + 1
+            chance[parsed.dataset] = 100.0 * float(np.mean([1.0 / n for n in sizes.values()]))
+    return chance
+
+
+def eval_names_for_summary(results: Mapping[str, Any]) -> list[str]:
+    """The eval mixtures behind a result (for chance levels)."""
+    if "names" in results:
+        return list(results["names"])
+    return sorted({t for split in results["metrics"].values() for t in split})
+
+
+def format_summary(
+    summary: Mapping[str, Any], chance: Mapping[str, float], heldout: Sequence[str]
+) -> str:
+    """A console table: per dataset and cluster, mean over templates and best-dev template."""
+    lines = [
+        f"{'cluster':<12} {'dataset':<18} {'held out':>8} {'mean':>7} {'best-dev':>9} {'chance':>7}",
+    ]
+    for cluster, c in summary["clusters"].items():
+        for name in c["datasets"]:
+            d = summary["datasets"][name]
+            best = "-" if d["best_dev"] is None else f"{d['best_dev']:.1f}"
+            ch = f"{chance[name]:.1f}" if name in chance else "-"
+            tag = "yes" if cluster in heldout else "no"
+            lines.append(f"{cluster:<12} {name:<18} {tag:>8} {d['mean']:>7.1f} {best:>9} {ch:>7}")
+        best = "-" if c["best_dev"] is None else f"{c['best_dev']:.1f}"
+        lines.append(f"{cluster:<12} {'(cluster mean)':<18} {'':>8} {c['mean']:>7.1f} {best:>9}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Ad-hoc inference.
+
+
+def infer(
+    cfg: EvalConfig,
+    prompts: Sequence[Mapping[str, Any]],
+    vocabulary: seqio.Vocabulary,
+) -> list[dict[str, Any]]:
+    """Answers ``{"prompt": str, "options": [str] (optional)}`` records.
+
+    Every prompt gets a greedy (or configured) decode; prompts with options also get each
+    option's summed log-likelihood and the rank-classification choice.
+    """
+    path, _ = resolve_checkpoint(cfg.checkpoint_path)
+    mesh = partitioning.make_mesh(cfg.mesh)
+    rules = partitioning.logical_axis_rules(cfg.mesh.rules)
+    model = build_model(cfg.model)
+    params = load_params(model, cfg.model, path, mesh, rules)
+    lengths = {k: int(v) for k, v in cfg.task_feature_lengths.items()}
+    eos = vocabulary.eos_id
+
+    def encode(text: str, length: int) -> list[int]:
+        ids = list(vocabulary.encode(text))[: length - 1]
+        return ids + [eos]
+
+    for i, p in enumerate(prompts):
+        if not isinstance(p.get("prompt"), str) or not p["prompt"]:
+            raise ValueError(f'prompt {i} has no \'prompt\' text; give {{"prompt": "..."}}')
+        if "options" in p and not p["options"]:
+            raise ValueError(f"prompt {i} has empty options; give at least one or leave it out")
+    inputs = [encode(p["prompt"], lengths["inputs"]) for p in prompts]
+    decode = decoding.DecodeConfig(method=cfg.decode_method, num_beams=cfg.num_beams)
+    outputs = decoding.decode_rows(
+        model, params, inputs, mesh, cfg.batch_size, lengths, decode, rules=rules
+    )
+    rows, owners = [], []
+    for i, p in enumerate(prompts):
+        for option in p.get("options") or ():
+            rows.append({"inputs": inputs[i], "targets": encode(option, lengths["targets"])})
+            owners.append(i)
+    scores = (
+        scoring.score_rows(model, params, rows, mesh, cfg.batch_size, lengths, rules=rules)
+        if rows
+        else []
+    )
+    results = []
+    for i, p in enumerate(prompts):
+        out = {
+            "prompt": p["prompt"],
+            "prediction": vocabulary.decode(decoding.trim_at_eos(outputs[i].tolist(), eos)),
+        }
+        rows_of_prompt = [k for k, owner in enumerate(owners) if owner == i]
+        mine = [
+            (o, float(scores[k]))
+            for o, k in zip(p.get("options") or (), rows_of_prompt, strict=True)
+        ]
+        if mine:
+            out["option_scores"] = dict(mine)
+            out["choice"] = max(mine, key=lambda x: x[1])[0]
+        results.append(out)
+    return results
+
+
+def read_jsonl(path: str) -> list[dict[str, Any]]:
+    records = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path} line {n} is not JSON: {e.msg}") from None
+    return records
