@@ -1,0 +1,379 @@
+"""Training throughput and MFU of our jitted train step, against Hugging Face's PyTorch T5, plus
+per-device memory of T5 small under data=8 and FSDP 8 from the compiled executables.
+
+    .venv/bin/python bench/train_throughput.py          # CPU: ~4-5 minutes on a 2-core CPU
+    .venv/bin/python bench/train_throughput.py --gpu    # T5 1.1 base, bf16 activations
+
+CPU (default when no GPU is present):
+* throughput: T5 1.1 tiny and small, synthetic random tokens, inputs 512 / targets 114 (no
+  packing, no padding), on a 1-device mesh: 8 virtual devices on 2 cores would only split the
+  same cores, and the MFU peak is measured on one device (an f32 matmul through XLA, as
+  ``flan_jax.train`` does). One step compiles and warms up, then N steps are timed, each
+  waited for with ``block_until_ready``.
+* reference: ``transformers`` ``T5ForConditionalGeneration`` with the same shapes (gated-GELU,
+  untied logits, same d_model/heads/d_kv/d_ff/layers/vocab, dropout 0), same batch and lengths,
+  ``transformers.optimization.Adafactor(lr=1e-3, scale_parameter=True, relative_step=False,
+  warmup_init=False, clip_threshold=1.0, decay_rate=-0.8, beta1=None)``: the same update rule
+  as ours (optax Adafactor, decay 0.8, clipping 1.0, parameter scaling, no momentum, constant
+  LR 1e-3). torch uses all cores. MFU counts the same model FLOPs for both (t5.md formula).
+  transformers >= 5 ties ``lm_head`` to the embedding whatever the config says; the bench unties
+  it so both models have the same parameters (checked). Their loss starts higher: transformers
+  draws the untied LM head with std 1; throughput does not depend on the values.
+* memory: T5 small, global batch 8 at 512/114, compiled ahead of time (``flan-jax preflight``'s
+  code) for 8 virtual CPU devices under data=8 ("1d" rules) and data=1 x fsdp=8 ("fsdp" rules).
+
+GPU (``--gpu``, or automatic when JAX sees a GPU): T5 1.1 base with bf16 activations (f32
+params), on all GPUs (data parallel), MFU against the chip's bf16 peak; memory from the real
+device's compiled executable; the PyTorch reference runs only if torch sees CUDA (bf16 autocast).
+
+Prints progress on stderr, then one JSON line on stdout.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Eight virtual CPU devices for the memory part; read when JAX first starts a CPU backend (and
+# ignored by GPU backends).
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from typing import Any  # noqa: E402
+
+import flax.linen as nn  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from flan_jax import optim, partitioning, preflight, train  # noqa: E402
+from flan_jax.models import T5Config, build_model, param_count, t5_config  # noqa: E402
+from flan_jax.models.config import train_flops_per_example  # noqa: E402
+
+LENGTHS = {"inputs": 512, "targets": 114}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _config(model: T5Config, batch: int, mesh: partitioning.MeshConfig) -> train.TrainConfig:
+    return train.TrainConfig(
+        model_dir="/unused",
+        mixture_or_task_name="synthetic",
+        task_feature_lengths=LENGTHS,
+        train_steps=1_000_000,
+        batch_size=batch,
+        model=model,
+        mesh=mesh,
+        pack=False,  # the reference has no packing; every token is real
+    )
+
+
+def synthetic_batch(batch: int, vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random non-pad tokens (ids >= 2), full length, teacher-forced decoder inputs."""
+    rng = np.random.default_rng(seed)
+    enc = rng.integers(2, vocab, (batch, LENGTHS["inputs"]), dtype=np.int32)
+    targets = rng.integers(2, vocab, (batch, LENGTHS["targets"]), dtype=np.int32)
+    dec_in = np.concatenate([np.zeros((batch, 1), np.int32), targets[:, :-1]], axis=1)
+    return {
+        "encoder_input_tokens": enc,
+        "decoder_input_tokens": dec_in,
+        "decoder_target_tokens": targets,
+        "decoder_loss_weights": np.ones_like(targets),
+    }
+
+
+def timed_steps(step, steps: int) -> float:
+    """Seconds per call of ``step()`` (which blocks), after one compile/warm-up call."""
+    step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps
+
+
+# ---------------------------------------------------------------------------------------------
+# Ours: the jitted train step with the shardings train() uses.
+
+
+def ours(model_cfg: T5Config, batch: int, steps: int, devices: Sequence[Any]) -> dict:
+    cfg = _config(model_cfg, batch, partitioning.MeshConfig(data=len(devices)))
+    mesh = partitioning.make_mesh(cfg.mesh, devices)
+    rules = partitioning.logical_axis_rules(cfg.mesh.rules)
+    model = build_model(cfg.model)
+    schedule = optim.make_schedule(cfg.optimizer, cfg.train_steps)
+    tx = optim.make_optimizer(cfg.optimizer, cfg.train_steps)
+    _, shardings, dummy, rng = train.build_state_shardings(model, tx, cfg, mesh, rules)
+    with partitioning.with_sharding_rules(mesh, rules):
+        params = jax.jit(
+            lambda r: nn.unbox(model.init(r, **dummy)["params"]), out_shardings=shardings["params"]
+        )(rng)
+        opt_state = jax.jit(tx.init, out_shardings=shardings["opt_state"])(params)
+        step_fn = jax.jit(
+            train.make_train_step(model, tx, cfg, schedule),
+            in_shardings=(shardings, partitioning.batch_sharding(mesh)),
+            out_shardings=(shardings, partitioning.replicated(mesh)),
+            donate_argnums=(0,),
+        )
+    state = {
+        "step": jax.device_put(jnp.zeros((), jnp.int32), shardings["step"]),
+        "params": params,
+        "opt_state": opt_state,
+    }
+    global_batch = jax.device_put(
+        synthetic_batch(batch, model_cfg.vocab_size), partitioning.batch_sharding(mesh)
+    )
+    holder = {"state": state}
+    losses: list[float] = []
+
+    def step() -> None:
+        with partitioning.with_sharding_rules(mesh, rules):
+            holder["state"], metrics = step_fn(holder["state"], global_batch)
+        losses.append(float(jax.block_until_ready(metrics)["loss"]))
+
+    start = time.perf_counter()
+    seconds = timed_steps(step, steps)
+    log(
+        f"  ours: {seconds:.3f} s/step (compile + warm-up + {steps} steps: "
+        f"{time.perf_counter() - start:.0f}s), loss {losses[0]:.3f} -> {losses[-1]:.3f}"
+    )
+    return {"step_s": seconds, "loss_first": losses[0], "loss_last": losses[-1]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Theirs: Hugging Face transformers' PyTorch T5 with its Adafactor.
+
+
+def theirs(model_cfg: T5Config, batch: int, steps: int, gpu: bool) -> dict | None:
+    import torch
+    import transformers
+    from transformers.optimization import Adafactor
+
+    device = "cuda" if gpu and torch.cuda.is_available() else "cpu"
+    if gpu and device == "cpu":
+        log("  theirs: skipped (torch sees no CUDA device)")
+        return None
+    torch.manual_seed(0)
+    torch.set_num_threads(os.cpu_count() or 1)
+    hf_cfg = transformers.T5Config(
+        vocab_size=model_cfg.vocab_size,
+        d_model=model_cfg.d_model,
+        d_kv=model_cfg.head_dim,
+        d_ff=model_cfg.d_ff,
+        num_layers=model_cfg.num_encoder_layers,
+        num_decoder_layers=model_cfg.num_decoder_layers,
+        num_heads=model_cfg.num_heads,
+        relative_attention_num_buckets=model_cfg.relative_attention_num_buckets,
+        relative_attention_max_distance=model_cfg.relative_attention_max_distance,
+        dropout_rate=0.0,
+        layer_norm_epsilon=model_cfg.layer_norm_epsilon,
+        feed_forward_proj="gated-gelu",
+        tie_word_embeddings=False,
+    )
+    model = transformers.T5ForConditionalGeneration(hf_cfg)
+    # transformers >= 5 always ties lm_head to the input embedding (tie_word_embeddings=False
+    # only turns off the d_model**-0.5 output scaling): untie it, as in T5 1.1 and ours.
+    if model.lm_head.weight is model.shared.weight:
+        model.lm_head.weight = torch.nn.Parameter(model.shared.weight.detach().clone())
+    model = model.to(device).train()
+    n = sum(p.numel() for p in model.parameters())
+    if n != param_count(model_cfg):
+        raise RuntimeError(f"HF T5 has {n} params, ours {param_count(model_cfg)}: shapes differ")
+    opt = Adafactor(
+        model.parameters(),
+        lr=1e-3,
+        scale_parameter=True,
+        relative_step=False,
+        warmup_init=False,
+        clip_threshold=1.0,
+        decay_rate=-0.8,
+        beta1=None,
+    )
+    data = {
+        k: torch.from_numpy(v).long().to(device)
+        for k, v in synthetic_batch(batch, model_cfg.vocab_size).items()
+    }
+    losses: list[float] = []
+
+    def step() -> None:
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+            out = model(
+                input_ids=data["encoder_input_tokens"],
+                decoder_input_ids=data["decoder_input_tokens"],
+                labels=data["decoder_target_tokens"],
+            )
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(out.loss.detach().item())  # .item() waits for the device
+
+    start = time.perf_counter()
+    seconds = timed_steps(step, steps)
+    log(
+        f"  theirs ({device}, torch {torch.__version__}, {torch.get_num_threads()} threads): "
+        f"{seconds:.3f} s/step ({time.perf_counter() - start:.0f}s), "
+        f"loss {losses[0]:.3f} -> {losses[-1]:.3f}"
+    )
+    return {"step_s": seconds, "loss_first": losses[0], "loss_last": losses[-1], "device": device}
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def throughput(
+    size: str,
+    model_cfg: T5Config,
+    batch: int,
+    steps: int,
+    devices,
+    peak: float,
+    gpu: bool,
+    hf: bool,
+) -> dict:
+    tokens = batch * (LENGTHS["inputs"] + LENGTHS["targets"])
+    flops = train_flops_per_example(model_cfg, LENGTHS["inputs"], LENGTHS["targets"]) * batch
+    log(
+        f"{size}: {param_count(model_cfg) / 1e6:.1f}M params, batch {batch}, "
+        f"{flops / 1e12:.3f} TFLOP/step"
+    )
+    result: dict[str, Any] = {"batch": batch, "params": param_count(model_cfg)}
+
+    def summarize(run: dict) -> dict:
+        return {
+            "tokens_per_s": round(tokens / run["step_s"], 1),
+            "step_s": round(run["step_s"], 4),
+            "mfu": round(flops / run["step_s"] / peak, 4),
+            "loss_first_last": [round(run["loss_first"], 3), round(run["loss_last"], 3)],
+        }
+
+    result["ours"] = summarize(ours(model_cfg, batch, steps, devices))
+    ref = theirs(model_cfg, batch, steps, gpu) if hf else None
+    if ref is not None:
+        result["theirs"] = summarize(ref)
+        result["ours_over_theirs"] = round(
+            result["ours"]["tokens_per_s"] / result["theirs"]["tokens_per_s"], 2
+        )
+    return result
+
+
+def memory(model_cfg: T5Config, batch: int, meshes: dict, devices) -> dict:
+    out = {}
+    for name, mesh_cfg in meshes.items():
+        report = preflight.preflight(_config(model_cfg, batch, mesh_cfg), devices=devices)
+        out[name] = {
+            "param_bytes": report.param_bytes,
+            "opt_state_bytes": report.opt_state_bytes,
+            "param_plus_opt_bytes": report.param_bytes + report.opt_state_bytes,
+            "batch_bytes": report.batch_bytes,
+            "temp_bytes": report.temp_bytes,
+            "other_bytes": report.other_bytes,
+            "total_bytes": report.total_bytes,
+            "compile_s": round(report.compile_seconds or 0.0, 1),
+        }
+        log(
+            f"  {name}: params+opt {out[name]['param_plus_opt_bytes'] / 2**20:.1f} MiB, temp "
+            f"{report.temp_bytes / 2**20:.1f} MiB, total {report.total_bytes / 2**20:.1f} MiB "
+            f"per device"
+        )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--gpu", action="store_true", help="T5 base, bf16 (default if a GPU is seen)"
+    )
+    parser.add_argument(
+        "--cpu", action="store_true", help="the CPU benchmark even if a GPU is seen"
+    )
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per configuration")
+    parser.add_argument("--tiny_batch", type=int, default=8)
+    parser.add_argument("--small_batch", type=int, default=2)
+    parser.add_argument("--gpu_batch", type=int, default=64)
+    parser.add_argument("--no_hf", action="store_true", help="skip the PyTorch reference")
+    parser.add_argument("--no_memory", action="store_true", help="skip the memory analysis")
+    args = parser.parse_args()
+
+    import tensorflow as tf  # pulled in by flan_jax's input pipeline: keep it off the GPU
+
+    tf.config.set_visible_devices([], "GPU")
+    default = jax.devices()[0]
+    gpu = not args.cpu and (args.gpu or default.platform == "gpu")
+    if gpu and default.platform != "gpu":
+        sys.exit("--gpu: JAX sees no GPU (jax.devices() is on " + default.platform + ")")
+    result: dict[str, Any] = {
+        "benchmark": "train_throughput",
+        "lengths": LENGTHS,
+        "jax": jax.__version__,
+        "optimizer": "Adafactor (decay 0.8, clip 1.0, param scaling, no momentum, lr 1e-3)",
+    }
+
+    if gpu:
+        devices = jax.devices()
+        peak, source = train.peak_flops_total()
+        result |= {
+            "mode": "gpu",
+            "device": default.device_kind,
+            "devices": len(devices),
+            "peak_flops": peak,
+            "peak_source": source,
+        }
+        base = t5_config("base", dtype="bfloat16")
+        result["throughput"] = {
+            "base_bf16": throughput(
+                "base (bf16)", base, args.gpu_batch, args.steps, devices, peak, True, not args.no_hf
+            )
+        }
+        if not args.no_memory:
+            log("memory: T5 base bf16 on the GPU mesh")
+            result["memory_base_bf16"] = memory(
+                base,
+                args.gpu_batch,
+                {f"data={len(devices)}": partitioning.MeshConfig(data=-1)},
+                devices,
+            )
+    else:
+        cpu = jax.devices("cpu")
+        peak = train.measured_cpu_peak_flops()
+        log(f"measured CPU matmul peak: {peak / 1e9:.1f} GFLOP/s ({os.cpu_count()} cores)")
+        result |= {
+            "mode": "cpu",
+            "machine": f"{os.cpu_count()}-core {platform.machine()} CPU",
+            "cpu_peak_gflops": round(peak / 1e9, 1),
+            "peak_source": "measured 1024^3 f32 matmul through XLA on one device",
+            "mesh": "1 device (data=1)",
+        }
+        result["throughput"] = {
+            size: throughput(
+                size, t5_config(size), batch, args.steps, cpu[:1], peak, False, not args.no_hf
+            )
+            for size, batch in (("tiny", args.tiny_batch), ("small", args.small_batch))
+        }
+        if not args.no_memory:
+            log("memory: T5 small, global batch 8, compiled for 8 virtual CPU devices")
+            result["memory_small_8dev"] = memory(
+                t5_config("small"),
+                8,
+                {
+                    "data=8": partitioning.MeshConfig(data=8),
+                    "fsdp=8": partitioning.MeshConfig(data=1, fsdp=8, rules="fsdp"),
+                },
+                cpu[:8],
+            )
+            mem = result["memory_small_8dev"]
+            result["fsdp_param_opt_reduction"] = round(
+                mem["data=8"]["param_plus_opt_bytes"] / mem["fsdp=8"]["param_plus_opt_bytes"], 2
+            )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
