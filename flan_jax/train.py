@@ -486,26 +486,31 @@ def _metric_writer(model_dir: str, is_host0: bool):
 
 
 def _periodic_eval(cfg, model, params, mesh, rules, step, writer) -> None:
+    """Held-out eval mixture on the dev split, into MODEL_DIR/eval/step_<N> and TensorBoard."""
     from flan_jax.evaluation import seqio_glue
 
     name = cfg.eval_mixture or _default_eval_mixture(cfg.mixture_or_task_name)
     if name is None:
-        log.warning(
-            "eval_every is set but there is no eval mixture for %s", cfg.mixture_or_task_name
-        )
+        log.warning("eval_every is set but %s has no eval mixture", cfg.mixture_or_task_name)
         return
     results = seqio_glue.evaluate_mixture(
-        model=model,
-        params=params,
-        mesh=mesh,
-        rules=rules,
-        mixture_or_task_name=name,
-        task_feature_lengths=cfg.task_feature_lengths,
+        model,
+        params,
+        mesh,
+        name,
+        cfg.task_feature_lengths,
         splits=("validation",),
         batch_size=cfg.eval_batch_size,
         out_dir=f"{cfg.model_dir}/eval/step_{step}",
+        rules=rules,
     )
-    writer.write_scalars(step, seqio_glue.flat_scalars(results))
+    scalars = {
+        f"eval/{task}/{metric}": value
+        for task, metrics in results["metrics"]["validation"].items()
+        for metric, value in metrics.items()
+    }
+    writer.write_scalars(step, scalars)
+    log.info("step %d: eval of %s on %d tasks written", step, name, len(scalars))
 
 
 def _default_eval_mixture(train_name: str) -> str | None:

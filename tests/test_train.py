@@ -186,3 +186,13 @@ def test_config_validation():
         _config("/x", microbatches=3)
     with pytest.raises(ValueError, match="task_feature_lengths"):
         train.TrainConfig("/x", TASK, {"inputs": 8}, 1)
+
+
+def test_periodic_eval_writes_reports(tmp_path, initial_params):
+    cfg = {"eval_every": 2, "eval_mixture": "demo:compare:t0:rank", "eval_batch_size": 16}
+    _run(tmp_path, initial_params, cfg=cfg)
+    examples = tmp_path / "eval" / "step_2" / "examples" / "validation"
+    assert [p.name for p in examples.iterdir()] == ["demo_compare_t0_rank.jsonl"] or any(
+        "compare" in p.name for p in examples.iterdir()
+    )
+    assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "train").iterdir())
