@@ -350,6 +350,7 @@ def cmd_smoke(args: argparse.Namespace) -> None:
         model=cfg.model,
         mesh=cfg.mesh,
         include_heldin=True,
+        heldin_clusters=tuple(args.heldin.split(",")) if args.heldin else None,
         num_examples=args.num_examples,
         batch_size=args.eval_batch_size,
     )
@@ -544,6 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="override TRAIN_STEPS")
     p.add_argument("--num_examples", type=int, default=None, help="cap eval examples per task")
     p.add_argument("--eval_batch_size", type=int, default=64)
+    p.add_argument("--heldin", default=None, help="evaluate only these held-in clusters (a,b)")
     p.set_defaults(fn=cmd_smoke, accepts_gin=True)
 
     p = sub.add_parser(

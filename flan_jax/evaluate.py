@@ -36,6 +36,7 @@ class EvalConfig:
       mixture_or_task_name: a training mixture ``<c>:heldout_X:train`` (its held-out clusters are
         evaluated), an eval mixture, or a task.
       include_heldin: also evaluate every held-in cluster of a held-out training mixture.
+      heldin_clusters: only these held-in clusters (default: all of them).
       output_dir: where reports go (default ``MODEL_DIR/eval/step_<N>``).
       num_examples: cap on examples (rows for rank tasks) per task and split.
     """
@@ -48,6 +49,7 @@ class EvalConfig:
     batch_size: int = 32
     splits: tuple[str, ...] = ("validation", "test")
     include_heldin: bool = False
+    heldin_clusters: tuple[str, ...] | None = None
     output_dir: str | None = None
     num_examples: int | None = None
     length_normalize: bool = False
@@ -73,7 +75,9 @@ def resolve_checkpoint(path: str) -> tuple[str, int | None]:
     return str(p), None  # a params-only checkpoint (e.g. converted from Hugging Face)
 
 
-def eval_names(name: str, include_heldin: bool = False) -> list[str]:
+def eval_names(
+    name: str, include_heldin: bool = False, heldin_clusters: Sequence[str] | None = None
+) -> list[str]:
     """The eval mixtures a name stands for (see EvalConfig.mixture_or_task_name)."""
     parsed = naming.parse_name(name)
     if not (parsed.is_mixture and parsed.kind == "train" and parsed.heldout):
@@ -83,8 +87,14 @@ def eval_names(name: str, include_heldin: bool = False) -> list[str]:
         collection = registry.get_collection(parsed.collection)
         plan = mixing.plan_heldout(collection, parsed.heldout)
         trained = {s.cluster for s in plan.train_datasets}
+        for cluster in heldin_clusters or ():
+            if cluster not in trained:
+                raise ValueError(
+                    f"held-in cluster '{cluster}' is not trained by {name}; "
+                    f"choose from: {', '.join(c for c in collection.clusters if c in trained)}"
+                )
         for cluster in collection.clusters:
-            if cluster in trained:
+            if cluster in trained and (heldin_clusters is None or cluster in heldin_clusters):
                 mixing.register_heldout_mixtures(collection, (cluster,))
                 names.append(naming.mixture_name(parsed.collection, (cluster,), "eval"))
     return names
@@ -107,7 +117,7 @@ def load_params(model, config: ModelConfig, path: str, mesh, rules) -> Any:
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Evaluates a checkpoint; returns seqio_glue.evaluate_mixture's result plus paths."""
     path, step = resolve_checkpoint(cfg.checkpoint_path)
-    names = eval_names(cfg.mixture_or_task_name, cfg.include_heldin)
+    names = eval_names(cfg.mixture_or_task_name, cfg.include_heldin, cfg.heldin_clusters)
     for name in names:
         seqio_glue.resolve_eval_tasks(name, cfg.splits)  # bad names/splits fail before compiling
     mesh = partitioning.make_mesh(cfg.mesh)

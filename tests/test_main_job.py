@@ -15,26 +15,28 @@ GIN = ["--gin_file=experiments/demo_smoke.gin"]
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     model_dir = str(tmp_path_factory.mktemp("smoke") / "run")
-    argv = ["smoke", "--model_dir", model_dir, "--steps", "150", "--num_examples", "48"]
+    argv = ["smoke", "--model_dir", model_dir, "--steps", "150", "--num_examples", "24"]
+    argv += ["--heldin", "sentiment"]  # the held-out cluster and one held-in one keep it short
     argv += ["--gin.TrainConfig.progress_bar=False", "--gin.TrainConfig.save_every=75"]
     assert cli.main(argv) == 0
     return model_dir
 
 
 def test_smoke_trains_checkpoints_evaluates_and_beats_chance(smoke_run, capsys):
-    assert sorted(os.listdir(smoke_run)) >= ["150", "75", "config.gin", "eval", "train"]
+    assert {"150", "75", "config.gin", "eval", "train"} <= set(os.listdir(smoke_run))
     report_dir = os.path.join(smoke_run, "eval", "step_150")
     for name in ("results.json", "results.md", "nli.png", "sentiment.png"):
         assert os.path.exists(os.path.join(report_dir, name)), name
     assert os.listdir(os.path.join(report_dir, "examples", "test"))
     summary = json.load(open(os.path.join(report_dir, "results.json")))
-    assert set(summary["clusters"]) == {"nli", "sentiment", "arithmetic", "strings"}
+    assert set(summary["clusters"]) == {"nli", "sentiment"}
     # A real training signal: the held-in sentiment datasets (2 options) beat chance (50%).
     sentiment = summary["clusters"]["sentiment"]
     assert sentiment["best_dev"] > 60.0, sentiment
     # Re-running reuses the finished run and its evaluation instead of overwriting them.
     capsys.readouterr()
-    assert cli.main(["smoke", "--model_dir", smoke_run, "--steps", "150"]) == 0
+    argv = ["smoke", "--model_dir", smoke_run, "--steps", "150", "--heldin", "sentiment"]
+    assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "reusing the finished run" in out and "reusing the evaluation of step 150" in out
     assert "chance" in out and "(cluster mean)" in out
