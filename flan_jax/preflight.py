@@ -178,10 +178,10 @@ class PreflightReport:
             verdict = "device memory unknown: give --device_memory_gb to check the fit"
         else:
             used = self.total_bytes / self.device_memory_bytes
-            answer = {True: "FITS", False: "DOES NOT FIT", None: "UNKNOWN"}[self.fits]
+            answer = {True: "FITS", False: "DOES NOT FIT", None: "STATE FITS"}[self.fits]
             verdict = (
                 f"{answer} in {_human(self.device_memory_bytes)} per device "
-                f"({used:.0%} of it{'' if self.compiled else ' before activations'})"
+                f"({used:.0%} of it{'' if self.compiled else '; activations unknown: compile'})"
             )
         lines += ["", verdict]
         if self.compile_seconds is not None:
@@ -390,7 +390,7 @@ def cmd_preflight(args: argparse.Namespace) -> None:
                 sys.exit(_reexec_on_cpu(args, target.num_devices, notes))
             devices = cpu[: target.num_devices]
             notes.append(
-                f"compiled for {target.num_devices} virtual CPU devices: parameter, optimizer "
+                f"laid out on {target.num_devices} virtual CPU devices instead: parameter, optimizer "
                 "and batch bytes are exact per-device shard sizes; activations/temporaries are "
                 "an estimate (CPU layouts and fusions, not the target's)"
             )
