@@ -20,7 +20,7 @@ TASK = "demo:compare:t0"
 
 
 def _config(model_dir, mesh=None, steps=4, **kw):
-    return train.TrainConfig(
+    fields = dict(
         model_dir=str(model_dir),
         mixture_or_task_name=TASK,
         task_feature_lengths=LENGTHS,
@@ -33,8 +33,8 @@ def _config(model_dir, mesh=None, steps=4, **kw):
         progress_bar=False,
         async_checkpoint=False,
         pack=False,
-        **kw,
     )
+    return train.TrainConfig(**{**fields, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +67,9 @@ def _run(model_dir, initial, mesh=None, devices=None, cfg=None, **kw):
     return train.train(config, devices=devices, batch_hook=hook, **kw), seen
 
 
-def _params(model_dir, step):
+def _params(model_dir, step, **kw):
     """Params and input position of a checkpoint, restored onto one device."""
-    cfg = _config(model_dir)
+    cfg = _config(model_dir, **kw)
     model = train.build_model(cfg.model)
     tx = train.optim.make_optimizer(cfg.optimizer, cfg.train_steps)
     mesh = partitioning.make_mesh(partitioning.MeshConfig(data=1), jax.devices()[:1])
@@ -196,3 +196,17 @@ def test_periodic_eval_writes_reports(tmp_path, initial_params):
         "compare" in p.name for p in examples.iterdir()
     )
     assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "train").iterdir())
+
+
+def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path, initial_params):
+    # An absurd learning rate: step 1 is computed on good weights (and saved), then the
+    # weights blow up and step 2's loss is not finite.
+    blowup = train.optim.OptimizerConfig(name="adamw", learning_rate=1e38)
+    with pytest.raises(train.TrainingDiverged) as e:
+        _run(tmp_path, initial_params, cfg={"optimizer": blowup, "save_every": 1})
+    message = str(e.value)
+    assert "loss became non-finite between steps 1 and 2" in message and "\n" not in message
+    with checkpoints.Checkpointer(tmp_path) as ckpt:
+        assert ckpt.latest_step() == 1  # the last good checkpoint stays "latest"
+    params, _ = _params(tmp_path, 1, optimizer=blowup)
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(params))
