@@ -315,6 +315,18 @@ def cmd_infer(args: argparse.Namespace) -> None:
 # smoke: the main job on the embedded default
 
 
+def _show_mixture(name: str, n: int = 2) -> None:
+    """The mixture's members and rates, and a few rendered training examples."""
+    from flan_jax import registry
+
+    cmd_inspect(argparse.Namespace(name=name, split="train", n=0))
+    for task in registry.get_task_or_mixture(name).tasks[:n]:
+        for ex in task.get_dataset(None, split="train", shuffle=False).take(1).as_numpy_iterator():
+            print(f"--- {task.name} (template {int(ex['template'])}), {len(ex['inputs'])} tokens")
+            print(ex["inputs_pretokenized"].decode())
+            print(f"=> {ex['targets_pretokenized'].decode()}")
+
+
 def cmd_smoke(args: argparse.Namespace) -> None:
     import dataclasses
     import json
