@@ -53,6 +53,14 @@ def _check_json(what: str, value: dict[str, Any], step: int) -> None:
         ) from e
 
 
+def as_path(path: PathLike) -> epath.Path:
+    """An epath for local or cloud paths; local ones made absolute (orbax refuses relative)."""
+    text = os.fspath(path) if not isinstance(path, epath.Path) else str(path)
+    if "://" in text:
+        return epath.Path(text)
+    return epath.Path(os.path.abspath(text))
+
+
 class Checkpointer:
     """Saves and restores training checkpoints in `model_dir`, keeping the last `keep`.
 
@@ -64,7 +72,7 @@ class Checkpointer:
     def __init__(self, model_dir: PathLike, keep: int = 3, async_save: bool = True) -> None:
         if not isinstance(keep, int) or keep < 1:
             raise ValueError(f"Checkpointer keep={keep!r} is invalid; keep at least 1 checkpoint")
-        self.directory = epath.Path(model_dir)
+        self.directory = as_path(model_dir)
         _ensure_writable(self.directory)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, enable_async_checkpointing=async_save, create=True
@@ -162,7 +170,7 @@ class Checkpointer:
 
 def save_params(path: PathLike, params: Any, force: bool = False) -> None:
     """Writes a params-only checkpoint (e.g. weights imported from Hugging Face)."""
-    path = epath.Path(path)
+    path = as_path(path)
     if path.exists() and not force:
         raise FileExistsError(
             f"params checkpoint path {path} already exists; choose a new path or pass force=True"
@@ -180,7 +188,7 @@ def restore_params(path: PathLike, abstract_params: Any) -> Any:
     state is skipped) or a params-only checkpoint written by `save_params`. Leaves of
     `abstract_params` should carry the target `NamedSharding`s.
     """
-    path = epath.Path(path)
+    path = as_path(path)
     if not path.exists():
         raise FileNotFoundError(
             f"checkpoint path {path} does not exist; pass MODEL_DIR/<step> of a run or a "

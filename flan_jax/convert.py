@@ -408,7 +408,7 @@ class _SafetensorsDir:
 
 
 def _open_hf_dir(path: PathLike) -> tuple[epath.Path, dict[str, Any], _SafetensorsDir]:
-    path = epath.Path(path)
+    path = checkpoints.as_path(path)
     if not path.is_dir():
         raise FileNotFoundError(
             f"Hugging Face model directory {path} does not exist; pass a directory holding "
@@ -536,7 +536,7 @@ def _read_t5x_target(path: PathLike) -> tuple[str, dict[str, Any]]:
     """(checkpoint directory, {"encoder/layers_0/...": ndarray or TensorStore spec})."""
     from flax import serialization
 
-    path = epath.Path(path)
+    path = checkpoints.as_path(path)
     file = path if path.name == "checkpoint" and not path.is_dir() else path / "checkpoint"
     if not file.exists():
         raise FileNotFoundError(
@@ -659,7 +659,7 @@ def import_t5x(
 
 def save_imported(out: PathLike, model: ImportedModel) -> epath.Path:
     """Writes `out` (params checkpoint) and `out/model_config.json`; refuses an existing `out`."""
-    out = epath.Path(out)
+    out = checkpoints.as_path(out)
     if out.exists():
         raise ConversionError(f"output {out} already exists; choose a new path")
     checkpoints.save_params(out, model.params)
@@ -774,7 +774,7 @@ def export_hf(
     """
     from safetensors.numpy import save_file
 
-    out = epath.Path(out)
+    out = checkpoints.as_path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConversionError(f"output {out} exists and is not empty; choose a new directory")
     params, config, _ = load_params(checkpoint, config)

@@ -161,3 +161,14 @@ def test_bad_arguments(tmp_path):
             checkpointer.save(1, {"step": jnp.array(1)}, {"rng": np.zeros(2)})
         with pytest.raises(FileNotFoundError, match=r"checkpoint step 5 does not exist in"):
             checkpointer.restore(5, {})
+
+
+def test_relative_model_dir_is_made_absolute(tmp_path, monkeypatch):
+    # orbax refuses relative paths; users write MODEL_DIR="runs/x" all the time.
+
+    monkeypatch.chdir(tmp_path)
+    state = {"step": jnp.zeros((), jnp.int32), "params": {"w": jnp.ones((4,))}}
+    with ckpt.Checkpointer("runs/rel", async_save=False) as manager:
+        manager.save(1, state, {"input": {}})
+        assert manager.latest_step() == 1
+    assert (tmp_path / "runs" / "rel" / "1" / "commit_success.txt").exists()
