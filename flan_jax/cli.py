@@ -363,7 +363,7 @@ def cmd_smoke(args: argparse.Namespace) -> None:
         mesh=cfg.mesh,
         include_heldin=True,
         heldin_clusters=tuple(args.heldin.split(",")) if args.heldin else None,
-        num_examples=args.num_examples,
+        num_examples=args.num_examples or None,
         batch_size=args.eval_batch_size,
     )
     path, step = evaluate.resolve_checkpoint(cfg.model_dir)
@@ -555,7 +555,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heldout", default="nli")
     p.add_argument("--model_dir", default="runs/demo_smoke")
     p.add_argument("--steps", type=int, default=None, help="override TRAIN_STEPS")
-    p.add_argument("--num_examples", type=int, default=None, help="cap eval examples per task")
+    p.add_argument(
+        "--num_examples",
+        type=int,
+        default=120,
+        help="cap on eval examples (rows for rank tasks) per task and split; 0: no cap",
+    )
     p.add_argument("--eval_batch_size", type=int, default=64)
     p.add_argument("--heldin", default=None, help="evaluate only these held-in clusters (a,b)")
     p.set_defaults(fn=cmd_smoke, accepts_gin=True)

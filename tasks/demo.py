@@ -128,11 +128,14 @@ def _reverse_word(rng: random.Random) -> Iterator[tuple[str, dict]]:
         yield word, {"word": word, "options": options, "answer": answer}
 
 
-def _longest_word(rng: random.Random) -> Iterator[tuple[str, dict]]:
+def _first_alphabetical(rng: random.Random) -> Iterator[tuple[str, dict]]:
+    # Words of equal syllable count, so option length says nothing about the answer (summed
+    # log-likelihood scoring favours short options).
     while True:
-        words = [_word(rng, n) for n in rng.sample([1, 2, 3, 4], 3)]
-        answer = max(words, key=len)
-        yield " ".join(words), {"words": words, "answer": answer}
+        words = [_word(rng, 2) for _ in range(3)]
+        if len(set(words)) < 3 or len({w[0] for w in words}) < 3:
+            continue
+        yield " ".join(words), {"words": words, "answer": min(words)}
 
 
 def _splits(gen: Callable[[random.Random], Iterator[tuple[str, dict]]], name: str) -> dict:
@@ -177,7 +180,7 @@ _GENERATORS = {
     "addition": _addition,
     "compare": _compare,
     "reverse_word": _reverse_word,
-    "longest_word": _longest_word,
+    "first_alphabetical": _first_alphabetical,
 }
 
 
@@ -206,7 +209,7 @@ def _compare_fields(ex):
     return {**ex, "options": tf.stack([ex["a"], ex["b"]])}
 
 
-def _longest_fields(ex):
+def _words_fields(ex):
     return {
         "words": tf.strings.reduce_join(ex["words"], separator=", "),
         "options": ex["words"],
@@ -290,14 +293,14 @@ REVERSE_TEMPLATES = (
     ),
 )
 
-LONGEST_TEMPLATES = (
-    Template("Which word is the longest?", options=True),
-    Template("Find the longest word among: {words}."),
-    Template("Words: {words}\nWhich one has the most letters?", options=True),
-    Template("Pick the longest word.", options=True),
-    Template("Here are some words: {words}. Which is longest?", options=True),
+ALPHABETICAL_TEMPLATES = (
+    Template("Which word comes first in alphabetical order?", options=True),
+    Template("Sort these words alphabetically and give the first one: {words}."),
+    Template("Words: {words}\nWhich one would a dictionary list first?", options=True),
+    Template("Pick the word that comes first alphabetically.", options=True),
+    Template("Here are some words: {words}. Which is first in A-to-Z order?", options=True),
     Template(
-        'Give three words of different lengths where the longest is "{answer}".',
+        'Give three words where "{answer}" comes first in alphabetical order.',
         targets="{words}",
         turned_around=True,
     ),
@@ -375,13 +378,13 @@ SPECS = (
         description="a made-up word spelled backwards",
     ),
     TaskSpec(
-        name="longest_word",
+        name="first_alphabetical",
         cluster="strings",
-        source=_source("longest_word"),
-        fields_fn=_longest_fields,
+        source=_source("first_alphabetical"),
+        fields_fn=_words_fields,
         fields=("words", "options", "answer"),
-        templates=LONGEST_TEMPLATES,
-        description="the longest of three made-up words",
+        templates=ALPHABETICAL_TEMPLATES,
+        description="the alphabetically first of three made-up words",
     ),
 )
 
