@@ -116,8 +116,21 @@ def cmd_inspect(args: argparse.Namespace) -> None:
             f"task {task.name} has no split '{split}'; it has: {', '.join(task.splits)}"
         )
     vocabulary = task.output_features["targets"].vocabulary
-    raw = task.source.get_dataset(split=split, shuffle=False).take(args.n)
-    rendered = task.get_dataset(None, split=split, shuffle=False).take(args.n)
+    if getattr(args, "mock", False):
+        # Schema-true random examples of the real TFDS builder: no data needed.
+        import tensorflow_datasets as tfds
+
+        with tfds.testing.mock_data(num_examples=max(args.n, 1)):
+            _show_examples(task, split, args.n, vocabulary, try_in_mem_cache=False)
+        return
+    _show_examples(task, split, args.n, vocabulary)
+
+
+def _show_examples(task, split: str, n: int, vocabulary, try_in_mem_cache: bool = True) -> None:
+    raw = task.source.get_dataset(split=split, shuffle=False).take(n)
+    rendered = task.get_dataset(
+        None, split=split, shuffle=False, try_in_mem_cache=try_in_mem_cache
+    ).take(n)
     for i, (r, ex) in enumerate(zip(raw.as_numpy_iterator(), rendered.as_numpy_iterator())):
         print(f"=== {task.name} [{split}] example {i}")
         print("raw:")
@@ -523,6 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--split", default="train")
     p.add_argument("--n", type=int, default=3)
+    p.add_argument(
+        "--mock", action="store_true", help="TFDS tasks: random schema-true examples, no data"
+    )
     p.set_defaults(fn=cmd_inspect)
 
     p = sub.add_parser("train-vocab", help="train a SentencePiece model on task text")

@@ -65,3 +65,11 @@ def test_train_vocab_keeps_newlines(capsys, tmp_path):
     assert (vocab.pad_id, vocab.eos_id, vocab.unk_id) == (0, 1, 2)
     code, _, err = run(capsys, "train-vocab", "demo:fact_nli:t0", prefix)
     assert code == 2 and "exists; pass --overwrite" in err
+
+
+def test_inspect_tfds_task_under_mock_data(capsys):
+    code, out, err = run(
+        capsys, "inspect", "flan2021:rte:t0", "--mock", "--n", "1", "--split", "test"
+    )
+    assert code == 0, err
+    assert "=== flan2021:rte:t0 [test] example 0" in out and "OPTIONS:\n  - yes" in out
