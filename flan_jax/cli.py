@@ -154,34 +154,26 @@ def _show_examples(task, split: str, n: int, vocabulary, try_in_mem_cache: bool 
 
 
 def cmd_train_vocab(args: argparse.Namespace) -> None:
+    import seqio
+
     from flan_jax import registry, vocab
-
-    provider = registry.get_task_or_mixture(args.name)
-    ds = provider.get_dataset(None, split=args.split, shuffle=False)
-    if args.max_examples:
-        ds = ds.take(args.max_examples)
-
-    def texts():
-        for ex in ds.as_numpy_iterator():
-            for key in ("inputs_pretokenized", "targets_pretokenized"):
-                if key in ex:
-                    yield ex[key].decode()
-
-    # Mixtures drop the raw text, so read their member tasks instead.
-    if not hasattr(provider, "source"):
-        tasks = provider.tasks
-
-        def texts():  # noqa: F811
-            for task in tasks:
-                tds = task.get_dataset(None, split=args.split, shuffle=False)
-                if args.max_examples:
-                    tds = tds.take(args.max_examples // len(tasks) + 1)
-                for ex in tds.as_numpy_iterator():
-                    yield ex["inputs_pretokenized"].decode()
-                    yield ex["targets_pretokenized"].decode()
 
     if os.path.exists(args.output + ".model") and not args.overwrite:
         raise UserError(f"{args.output}.model exists; pass --overwrite or choose another prefix")
+    provider = registry.get_task_or_mixture(args.name)
+    # Mixtures drop the raw text, so read their member tasks (sharing the example budget).
+    tasks = provider.tasks if isinstance(provider, seqio.Mixture) else [provider]
+    per_task = -(-args.max_examples // len(tasks)) if args.max_examples else None
+
+    def texts():
+        for task in tasks:
+            ds = task.get_dataset(None, split=args.split, shuffle=False)
+            if per_task:
+                ds = ds.take(per_task)
+            for ex in ds.as_numpy_iterator():
+                yield ex["inputs_pretokenized"].decode()
+                yield ex["targets_pretokenized"].decode()
+
     path = vocab.train_sentencepiece(texts(), args.output, vocab_size=args.vocab_size)
     print(f"wrote {path} (vocab size {args.vocab_size}); use it with --vocab={path}")
 

@@ -102,7 +102,7 @@ def eval_names(
 
 def load_params(model, config: ModelConfig, path: str, mesh, rules) -> Any:
     """Params of a checkpoint laid out on the mesh by their logical axes."""
-    abstract = scoring._abstract_params(model)  # boxed abstract params of this model
+    abstract = scoring.abstract_params(model)
     shardings = partitioning.param_shardings(abstract, mesh, rules)
     import flax.linen as nn
 

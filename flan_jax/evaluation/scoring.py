@@ -63,7 +63,7 @@ def rules_without_batch(rules: partitioning.AxisRules) -> partitioning.AxisRules
 
 
 @functools.lru_cache(maxsize=8)
-def _abstract_params(model: nn.Module) -> Any:
+def abstract_params(model: nn.Module) -> Any:
     """Boxed abstract params (logical axis names) from `eval_shape(init)`: nothing compiles."""
     tokens = jnp.ones((1, 4), jnp.int32)
     args = (tokens, tokens) if isinstance(model, T5) else (tokens,)
@@ -74,7 +74,7 @@ def place_params(
     model: nn.Module, params: Any, mesh: Mesh, rules: partitioning.AxisRules | None = None
 ) -> Any:
     """Params laid out on `mesh` by their logical axes (a no-op for params already there)."""
-    shardings = partitioning.param_shardings(_abstract_params(model), mesh, model_rules(rules))
+    shardings = partitioning.param_shardings(abstract_params(model), mesh, model_rules(rules))
     return jax.device_put(nn.meta.unbox(params), shardings)
 
 
