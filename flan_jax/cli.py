@@ -248,7 +248,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def _print_report(results: dict, heldout) -> None:
-    from flan_jax import evaluate
+    from flan_jax.evaluation import jobs as evaluate
 
     summary = results["summary"]
     if summary is None:
@@ -267,7 +267,8 @@ def _print_report(results: dict, heldout) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from flan_jax import evaluate, naming
+    from flan_jax import naming
+    from flan_jax.evaluation import jobs as evaluate
 
     gin_entry = _gin_config(args)
     cfg = gin_entry.build_eval_config()
@@ -288,7 +289,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def cmd_infer(args: argparse.Namespace) -> None:
     import json
 
-    from flan_jax import evaluate, vocab
+    from flan_jax import vocab
+    from flan_jax.evaluation import jobs as evaluate
 
     if bool(args.prompt) == bool(args.input):
         raise UserError("give either --prompt TEXT or --input PROMPTS.jsonl")
@@ -336,7 +338,8 @@ def cmd_smoke(args: argparse.Namespace) -> None:
     import dataclasses
     import json
 
-    from flan_jax import evaluate, naming, train
+    from flan_jax import naming, train
+    from flan_jax.evaluation import jobs as evaluate
 
     steps = [f"--gin.TRAIN_STEPS={args.steps}"] if args.steps else []
     args.extra = [

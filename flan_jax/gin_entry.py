@@ -18,7 +18,8 @@ from importlib import resources
 
 import gin
 
-from flan_jax import evaluate, optim, partitioning, train
+from flan_jax import optim, partitioning, train
+from flan_jax.evaluation import jobs as evaluate
 from flan_jax.models import DecoderConfig, T5Config
 
 CONFIGURABLES = (

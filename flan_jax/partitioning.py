@@ -338,3 +338,79 @@ def with_sharding_rules(mesh: Mesh, rules: AxisRules) -> Iterator[None]:
     # globally and never restores the previous one.
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         yield
+
+
+# ---------------------------------------------------------------------------------------------
+# One layout per job: the mesh and the rules, built once and passed to training and evaluation.
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a job lays arrays out: the device mesh and the logical-axis rules, together.
+
+    Built once per job (`Layout.build`) and handed to the train loop, the evaluator, scoring and
+    decoding, so no callee rebuilds the mesh or guesses the rules. Hashable, so jitted functions
+    can be cached per layout.
+    """
+
+    mesh: Mesh
+    rules: AxisRules
+
+    @classmethod
+    def build(cls, cfg: MeshConfig, devices: Sequence[jax.Device] | None = None) -> Layout:
+        """The layout a MeshConfig describes, over `devices` (default: all devices)."""
+        return cls(make_mesh(cfg, devices), logical_axis_rules(cfg.rules))
+
+    @property
+    def data_parallel_size(self) -> int:
+        return data_parallel_size(self.mesh)
+
+    def batch_unit(self, batch_size: int) -> int:
+        """`batch_size` rounded up to a multiple of the data-parallel size (at least one each)."""
+        dp = self.data_parallel_size
+        return max(dp, math.ceil(max(batch_size, 1) / dp) * dp)
+
+    def without_batch(self) -> Layout:
+        """The layout for code that `vmap`s a model over examples.
+
+        Inside a vmap the model's "batch" axis is the per-example option/beam axis, not the
+        examples; constraining it over data x fsdp would be wrong, so it is replicated and the
+        example axis keeps the sharding of the inputs.
+        """
+        return Layout(self.mesh, (("batch", None),) + tuple(r for r in self.rules if r[0] != "batch"))
+
+    def param_shardings(self, boxed_abstract_params: Any) -> Any:
+        """NamedShardings of params from their logical names (see `param_shardings`)."""
+        return param_shardings(boxed_abstract_params, self.mesh, self.rules)
+
+    def place(self, params: Any, boxed_abstract_params: Any) -> Any:
+        """Params laid out by their logical axes (a no-op for params already there)."""
+        return jax.device_put(nn.meta.unbox(params), self.param_shardings(boxed_abstract_params))
+
+    def abstract_on_mesh(self, boxed_abstract_params: Any) -> Any:
+        """ShapeDtypeStructs carrying each param's sharding (a restore target)."""
+        return jax.tree.map(
+            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+            nn.meta.unbox(boxed_abstract_params),
+            self.param_shardings(boxed_abstract_params),
+        )
+
+    def to_mesh(self, x: np.ndarray) -> jax.Array:
+        """A host array with its leading (batch) dim split over data x fsdp (one process)."""
+        spec = P(BATCH_AXES, *([None] * (np.ndim(x) - 1)))
+        return jax.device_put(x, NamedSharding(self.mesh, spec))
+
+    def context(self) -> contextlib.AbstractContextManager[None]:
+        """Mesh and rules current, so models' logical constraints resolve (trace under it)."""
+        return with_sharding_rules(self.mesh, self.rules)
+
+    def on_mesh(self, fn: Any) -> Any:
+        """`fn` called (and so traced) inside `context()`: `jax.set_mesh` cannot be entered
+        under jit, so the jitted function is wrapped instead."""
+
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self.context():
+                return fn(*args, **kwargs)
+
+        return call

@@ -487,13 +487,13 @@ def _metric_writer(model_dir: str, is_host0: bool):
 
 def _periodic_eval(cfg, model, params, mesh, rules, step, writer) -> None:
     """Held-out eval mixture on the dev split, into MODEL_DIR/eval/step_<N> and TensorBoard."""
-    from flan_jax.evaluation import seqio_glue
+    from flan_jax.evaluation import evaluator
 
     name = cfg.eval_mixture or _default_eval_mixture(cfg.mixture_or_task_name)
     if name is None:
         log.warning("eval_every is set but %s has no eval mixture", cfg.mixture_or_task_name)
         return
-    results = seqio_glue.evaluate_mixture(
+    results = evaluator.evaluate_mixture(
         model,
         params,
         mesh,

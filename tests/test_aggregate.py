@@ -12,7 +12,7 @@ import pytest
 from test_scoring import T5_CONFIG, host_params
 
 from flan_jax import partitioning, registry
-from flan_jax.evaluation import aggregate, seqio_glue
+from flan_jax.evaluation import aggregate, evaluator
 from flan_jax.evaluation.aggregate import TemplateResult
 from flan_jax.models import build_model
 
@@ -78,7 +78,7 @@ def test_end_to_end_seqio_evaluator_tiny_t5(demo, mesh, tmp_path):
     tok = jnp.ones((1, 4), jnp.int32)
     params = host_params(model, tok, tok)
     tasks = ["demo:fact_nli:t0:rank", "demo:fact_nli:t4"]  # scored / generated
-    out = seqio_glue.evaluate_mixture(
+    out = evaluator.evaluate_mixture(
         model,
         params,
         mesh,
@@ -103,16 +103,16 @@ def test_end_to_end_seqio_evaluator_tiny_t5(demo, mesh, tmp_path):
 
 
 def test_rank_classification_of_a_template_without_options_fails(demo, mesh):
-    with pytest.raises(seqio_glue.EvalError) as err:
-        seqio_glue.resolve_eval_tasks("demo:fact_nli:t4:rank", ["validation"])
+    with pytest.raises(evaluator.EvalError) as err:
+        evaluator.resolve_eval_tasks("demo:fact_nli:t4:rank", ["validation"])
     message = str(err.value)
     assert "template 4 of 'fact_nli' shows no options" in message and "\n" not in message
     assert "'demo:fact_nli:t4'" in message
 
 
 def test_missing_split_lists_the_task_splits(demo, mesh):
-    with pytest.raises(seqio_glue.EvalError) as err:
-        seqio_glue.evaluate_mixture(
+    with pytest.raises(evaluator.EvalError) as err:
+        evaluator.evaluate_mixture(
             None, None, mesh, "demo:fact_nli:t0:rank", {"inputs": 8, "targets": 8}, ["dev"]
         )
     message = str(err.value)

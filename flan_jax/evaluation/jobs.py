@@ -21,10 +21,10 @@ import seqio
 from etils import epath
 
 from flan_jax import checkpoints, mixing, naming, partitioning, registry
-from flan_jax.evaluation import decoding, scoring, seqio_glue
+from flan_jax.evaluation import decoding, scoring, evaluator
 from flan_jax.models import ModelConfig, build_model, t5_config
 
-log = logging.getLogger("flan_jax.evaluate")
+log = logging.getLogger("flan_jax.evaluation.jobs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,11 +115,11 @@ def load_params(model, config: ModelConfig, path: str, mesh, rules) -> Any:
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
-    """Evaluates a checkpoint; returns seqio_glue.evaluate_mixture's result plus paths."""
+    """Evaluates a checkpoint; returns evaluator.evaluate_mixture's result plus paths."""
     path, step = resolve_checkpoint(cfg.checkpoint_path)
     names = eval_names(cfg.mixture_or_task_name, cfg.include_heldin, cfg.heldin_clusters)
     for name in names:
-        seqio_glue.resolve_eval_tasks(name, cfg.splits)  # bad names/splits fail before compiling
+        evaluator.resolve_eval_tasks(name, cfg.splits)  # bad names/splits fail before compiling
     mesh = partitioning.make_mesh(cfg.mesh)
     rules = partitioning.logical_axis_rules(cfg.mesh.rules)
     model = build_model(cfg.model)
@@ -129,7 +129,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     )
     log.info("evaluating %s on %s -> %s", path, ", ".join(names), out_dir)
     decode = decoding.DecodeConfig(method=cfg.decode_method, num_beams=cfg.num_beams)
-    results = seqio_glue.evaluate_mixture(
+    results = evaluator.evaluate_mixture(
         model,
         params,
         mesh,
