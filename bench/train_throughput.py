@@ -54,7 +54,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from flan_jax import optim, partitioning, preflight, train  # noqa: E402
+from flan_jax import optim, partitioning, preflight, step, train  # noqa: E402
 from flan_jax.models import T5Config, build_model, param_count, t5_config  # noqa: E402
 from flan_jax.models.config import train_flops_per_example  # noqa: E402
 
@@ -112,19 +112,19 @@ def timed_steps(step, steps: int) -> tuple[float, float]:
 
 def ours(model_cfg: T5Config, batch: int, steps: int, devices: Sequence[Any]) -> dict:
     cfg = _config(model_cfg, batch, partitioning.MeshConfig(data=len(devices)))
-    mesh = partitioning.make_mesh(cfg.mesh, devices)
-    rules = partitioning.logical_axis_rules(cfg.mesh.rules)
+    layout = partitioning.Layout.build(cfg.mesh, devices)
+    mesh = layout.mesh
     model = build_model(cfg.model)
     schedule = optim.make_schedule(cfg.optimizer, cfg.train_steps)
     tx = optim.make_optimizer(cfg.optimizer, cfg.train_steps)
-    _, shardings, dummy, rng = train.build_state_shardings(model, tx, cfg, mesh, rules)
-    with partitioning.with_sharding_rules(mesh, rules):
+    _, shardings, dummy, rng = train_step.build_state_shardings(model, tx, cfg, layout)
+    with layout.context():
         params = jax.jit(
             lambda r: nn.unbox(model.init(r, **dummy)["params"]), out_shardings=shardings["params"]
         )(rng)
         opt_state = jax.jit(tx.init, out_shardings=shardings["opt_state"])(params)
         step_fn = jax.jit(
-            train.make_train_step(model, tx, cfg, schedule),
+            train_step.make_train_step(model, tx, cfg, schedule),
             in_shardings=(shardings, partitioning.batch_sharding(mesh)),
             out_shardings=(shardings, partitioning.replicated(mesh)),
             donate_argnums=(0,),
@@ -140,8 +140,8 @@ def ours(model_cfg: T5Config, batch: int, steps: int, devices: Sequence[Any]) ->
     holder = {"state": state}
     losses: list[float] = []
 
-    def step() -> None:
-        with partitioning.with_sharding_rules(mesh, rules):
+    def one_step() -> None:
+        with layout.context():
             holder["state"], metrics = step_fn(holder["state"], global_batch)
         losses.append(float(jax.block_until_ready(metrics)["loss"]))
 
@@ -336,7 +336,7 @@ def main() -> None:
 
     if gpu:
         devices = jax.devices()
-        peak, source = train.peak_flops_total()
+        peak, source = train_step.peak_flops_total()
         result |= {
             "mode": "gpu",
             "device": default.device_kind,
@@ -360,7 +360,7 @@ def main() -> None:
             )
     else:
         cpu = jax.devices("cpu")
-        peak = train.measured_cpu_peak_flops()
+        peak = train_step.measured_cpu_peak_flops()
         log(f"measured CPU matmul peak: {peak / 1e9:.1f} GFLOP/s ({os.cpu_count()} cores)")
         result |= {
             "mode": "cpu",

@@ -15,29 +15,19 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
-from flan_jax import registry
+from flan_jax import models, registry
 
-# Feature converters by model kind (see flan_jax.models.model_kind).
+# seqio's feature converters by the batch layout a model family consumes
+# (`models.batch_layout`).
 _CONVERTERS = {
-    "encoder_decoder": lambda pack: seqio.EncDecFeatureConverter(pack=pack),
-    "decoder_only": lambda pack: seqio.PrefixLMFeatureConverter(pack=pack),
+    "encoder_decoder": seqio.EncDecFeatureConverter,
+    "prefix_lm": seqio.PrefixLMFeatureConverter,
 }
 
 
-def feature_converter(model_kind: str, pack: bool) -> seqio.FeatureConverter:
-    return _CONVERTERS[model_kind](pack)
-
-
-def model_feature_lengths(
-    model_kind: str, task_feature_lengths: Mapping[str, int]
-) -> dict[str, int]:
-    """Lengths of the model's batch arrays for given task feature lengths."""
-    if model_kind == "encoder_decoder":
-        return {
-            "encoder_input_tokens": task_feature_lengths["inputs"],
-            "decoder_target_tokens": task_feature_lengths["targets"],
-        }
-    return {"decoder_target_tokens": sum(task_feature_lengths.values())}
+def feature_converter(model: models.ModelConfig, pack: bool) -> seqio.FeatureConverter:
+    """The seqio feature converter that makes this model's batches."""
+    return _CONVERTERS[models.batch_layout(model)](pack=pack)
 
 
 @dataclasses.dataclass
@@ -47,7 +37,7 @@ class TrainInput:
     name: str
     task_feature_lengths: Mapping[str, int]
     host_batch_size: int
-    model_kind: str
+    model: models.ModelConfig
     pack: bool
     seed: int
     shard_index: int = 0
@@ -65,7 +55,7 @@ class TrainInput:
             dataset_split="train",
             shuffle=True,
             num_epochs=None,  # repeat: training runs for a number of steps, not epochs
-            feature_converter=feature_converter(self.model_kind, self.pack),
+            feature_converter=feature_converter(self.model, self.pack),
             shard_info=seqio.ShardInfo(self.shard_index, self.num_shards),
             seed=self.seed,
         )

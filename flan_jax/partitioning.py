@@ -377,7 +377,9 @@ class Layout:
         examples; constraining it over data x fsdp would be wrong, so it is replicated and the
         example axis keeps the sharding of the inputs.
         """
-        return Layout(self.mesh, (("batch", None),) + tuple(r for r in self.rules if r[0] != "batch"))
+        return Layout(
+            self.mesh, (("batch", None),) + tuple(r for r in self.rules if r[0] != "batch")
+        )
 
     def param_shardings(self, boxed_abstract_params: Any) -> Any:
         """NamedShardings of params from their logical names (see `param_shardings`)."""

@@ -37,7 +37,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from flan_jax import input_pipeline, optim, partitioning, train
+from flan_jax import input_pipeline, models, optim, partitioning, train, train_step
 from flan_jax.models import build_model, model_kind, param_count
 
 GIB = 1024**3
@@ -210,12 +210,11 @@ def per_device_bytes(tree: Any) -> int:
 
 def abstract_batch(cfg: train.TrainConfig, mesh: jax.sharding.Mesh) -> dict[str, Any]:
     """The global batch ``train()`` feeds, as sharded ShapeDtypeStructs (packing features too)."""
-    kind = model_kind(cfg.model)
-    converter = input_pipeline.feature_converter(kind, cfg.pack)
+    converter = input_pipeline.feature_converter(cfg.model, cfg.pack)
     features = {k: v.dtype for k, v in converter.MODEL_FEATURES.items()}
     if cfg.pack:
         features.update(converter.PACKING_FEATURE_DTYPES)
-    lengths = input_pipeline.model_feature_lengths(kind, cfg.task_feature_lengths)
+    lengths = models.model_feature_lengths(cfg.model, cfg.task_feature_lengths)
     sharding = partitioning.batch_sharding(mesh)
     out = {}
     for name, dtype in features.items():
@@ -257,13 +256,13 @@ def preflight(
     reports one (GPU/TPU).
     """
     devices = list(jax.devices() if devices is None else devices)
-    mesh = partitioning.make_mesh(cfg.mesh, devices)
-    rules = partitioning.logical_axis_rules(cfg.mesh.rules)
+    layout = partitioning.Layout.build(cfg.mesh, devices)
+    mesh = layout.mesh
     partitioning.check_batch_size(cfg.batch_size, mesh)
     model = build_model(cfg.model)
     schedule = optim.make_schedule(cfg.optimizer, cfg.train_steps)
     tx = optim.make_optimizer(cfg.optimizer, cfg.train_steps)
-    abstract, shardings, _, _ = train.build_state_shardings(model, tx, cfg, mesh, rules)
+    abstract, shardings, _, _ = train_step.build_state_shardings(model, tx, cfg, layout)
     batch = abstract_batch(cfg, mesh)
     param_bytes = per_device_bytes(abstract["params"])
     opt_bytes = per_device_bytes(abstract["opt_state"]) + per_device_bytes(abstract["step"])
@@ -272,14 +271,14 @@ def preflight(
     temp = other = seconds = None
     if compile:
         start = time.perf_counter()
-        with partitioning.with_sharding_rules(mesh, rules):
-            step = jax.jit(
-                train.make_train_step(model, tx, cfg, schedule),
+        with layout.context():
+            compiled = jax.jit(
+                train_step.make_train_step(model, tx, cfg, schedule),
                 in_shardings=(shardings, partitioning.batch_sharding(mesh)),
                 out_shardings=(shardings, partitioning.replicated(mesh)),
                 donate_argnums=(0,),
             )
-            stats = step.lower(abstract, batch).compile().memory_analysis()
+            stats = compiled.lower(abstract, batch).compile().memory_analysis()
         seconds = time.perf_counter() - start
         temp = int(stats.temp_size_in_bytes)
         # The state is donated: only outputs that do not reuse an input buffer add memory.

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from flan_jax import checkpoints, partitioning, train
+from flan_jax import checkpoints, models, partitioning, train, train_step
 from flan_jax.models import t5_config
 
 pytestmark = pytest.mark.xdist_group("train")
@@ -41,12 +41,10 @@ def _config(model_dir, mesh=None, steps=4, **kw):
 def initial_params(tmp_path_factory):
     """Random tiny-T5 params drawn once (numpy over eval_shape: no slow init compile)."""
     cfg = _config("/unused")
-    model = train.build_model(cfg.model)
+    model = models.build_model(cfg.model)
     tx = train.optim.make_optimizer(cfg.optimizer, cfg.train_steps)
-    mesh = partitioning.make_mesh(partitioning.MeshConfig(data=1), jax.devices()[:1])
-    abstract, _, _, _ = train.build_state_shardings(
-        model, tx, cfg, mesh, partitioning.logical_axis_rules("1d")
-    )
+    layout = partitioning.Layout.build(partitioning.MeshConfig(data=1), jax.devices()[:1])
+    abstract, _, _, _ = train_step.build_state_shardings(model, tx, cfg, layout)
     rng = np.random.default_rng(0)
     params = jax.tree.map(
         lambda a: (rng.standard_normal(a.shape) * 0.05).astype(a.dtype), abstract["params"]
@@ -70,11 +68,10 @@ def _run(model_dir, initial, mesh=None, devices=None, cfg=None, **kw):
 def _params(model_dir, step, **kw):
     """Params and input position of a checkpoint, restored onto one device."""
     cfg = _config(model_dir, **kw)
-    model = train.build_model(cfg.model)
+    model = models.build_model(cfg.model)
     tx = train.optim.make_optimizer(cfg.optimizer, cfg.train_steps)
-    mesh = partitioning.make_mesh(partitioning.MeshConfig(data=1), jax.devices()[:1])
-    rules = partitioning.logical_axis_rules("1d")
-    abstract, _, _, _ = train.build_state_shardings(model, tx, cfg, mesh, rules)
+    layout = partitioning.Layout.build(partitioning.MeshConfig(data=1), jax.devices()[:1])
+    abstract, _, _, _ = train_step.build_state_shardings(model, tx, cfg, layout)
     with checkpoints.Checkpointer(model_dir) as ckpt:
         state, data = ckpt.restore(step, abstract)
     return jax.device_get(state["params"]), data

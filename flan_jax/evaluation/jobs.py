@@ -21,7 +21,7 @@ import seqio
 from etils import epath
 
 from flan_jax import checkpoints, mixing, naming, partitioning, registry
-from flan_jax.evaluation import decoding, scoring, evaluator
+from flan_jax.evaluation import decoding, evaluator, scoring
 from flan_jax.models import ModelConfig, build_model, t5_config
 
 log = logging.getLogger("flan_jax.evaluation.jobs")

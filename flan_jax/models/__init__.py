@@ -23,8 +23,8 @@ from flan_jax.models.config import (
     decoder_config,
     param_count,
     t5_config,
-    train_flops_per_example,
 )
+from flan_jax.models.config import train_flops_per_example as _flops
 from flan_jax.models.decoder import DecoderOnly
 from flan_jax.models.t5 import T5
 
@@ -97,3 +97,63 @@ def init_decode_cache(
     else:
         raise TypeError(f"init_decode_cache: unsupported model {type(model).__name__}.")
     return jax.jit(init)(jax.random.key(0))
+
+
+# ---------------------------------------------------------------------------------------------
+# Family-neutral helpers for the train loop (moved here from train / input_pipeline).
+
+
+def default_config() -> ModelConfig:
+    """The model a config gets when none is given: the tiny T5."""
+    return t5_config("tiny")
+
+
+def model_feature_lengths(
+    config: ModelConfig, task_feature_lengths: dict[str, int]
+) -> dict[str, int]:
+    """Lengths of the model's batch arrays for given task feature lengths."""
+    if model_kind(config) == "encoder_decoder":
+        return {
+            "encoder_input_tokens": task_feature_lengths["inputs"],
+            "decoder_target_tokens": task_feature_lengths["targets"],
+        }
+    return {"decoder_target_tokens": sum(task_feature_lengths.values())}
+
+
+def dummy_batch(config: ModelConfig, task_feature_lengths: dict[str, int], batch: int) -> dict:
+    """An all-ones batch of the model's input arrays (for init and compiling)."""
+    import numpy as np
+
+    shapes = model_feature_lengths(config, task_feature_lengths)
+    return {
+        name: np.ones((batch, length), np.int32)
+        for name, length in [
+            *(
+                [("encoder_input_tokens", shapes["encoder_input_tokens"])]
+                if "encoder_input_tokens" in shapes
+                else []
+            ),
+            ("decoder_input_tokens", shapes["decoder_target_tokens"]),
+            ("decoder_target_tokens", shapes["decoder_target_tokens"]),
+        ]
+    }
+
+
+def describe(config: ModelConfig) -> dict:
+    """The config as a JSON record (kind + fields), for checkpoint metadata."""
+    import dataclasses
+
+    return {"kind": type(config).__name__, **dataclasses.asdict(config)}
+
+
+def train_flops_per_example(config: ModelConfig, task_feature_lengths: dict[str, int]) -> float:
+    """Model FLOPs of one training step per example (packed row) at these task lengths."""
+    if model_kind(config) == "encoder_decoder":
+        return _flops(config, task_feature_lengths["inputs"], task_feature_lengths["targets"])
+    return _flops(config, 0, sum(task_feature_lengths.values()))
+
+
+def batch_layout(config: ModelConfig) -> str:
+    """The batch layout the model consumes: "encoder_decoder" or "prefix_lm" (seqio's
+    EncDec / PrefixLM feature converters)."""
+    return "encoder_decoder" if model_kind(config) == "encoder_decoder" else "prefix_lm"
