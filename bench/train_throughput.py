@@ -54,7 +54,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from flan_jax import optim, partitioning, preflight, step, train  # noqa: E402
+from flan_jax import optim, partitioning, preflight, train, train_step  # noqa: E402
 from flan_jax.models import T5Config, build_model, param_count, t5_config  # noqa: E402
 from flan_jax.models.config import train_flops_per_example  # noqa: E402
 
@@ -146,7 +146,7 @@ def ours(model_cfg: T5Config, batch: int, steps: int, devices: Sequence[Any]) ->
         losses.append(float(jax.block_until_ready(metrics)["loss"]))
 
     start = time.perf_counter()
-    seconds, mean = timed_steps(step, steps)
+    seconds, mean = timed_steps(one_step, steps)
     log(
         f"  ours: {seconds:.3f} s/step (mean {mean:.3f}) (compile + warm-up + {steps} steps: "
         f"{time.perf_counter() - start:.0f}s), loss {losses[0]:.3f} -> {losses[-1]:.3f}"
