@@ -12,7 +12,8 @@ Three steps, each one ``gcloud`` command (``--dry-run`` prints them and touches 
    exist; refuse one of another accelerator type.
 2. install on ``--worker=all``: copy ``git archive HEAD`` (committed files only) to every worker
    and, unless that commit's stamp file exists there, unpack it into ``~/flan_jax``, make a
-   Python 3.11 venv, ``pip install -r requirements.lock``, then ``jax[tpu]`` at the lock's jax
+   Python 3.11 venv, ``pip install -r requirements-runtime.lock`` (the runtime set: no test,
+   benchmark or reference packages), then ``jax[tpu]`` at the lock's jax
    version (libtpu from the pip index) and the package. A second run of the same commit skips it.
 3. run on ``--worker=all``: the same ``flan-jax train ... --gin.MODEL_DIR="..."`` on every
    worker (jax.distributed finds the slice by itself). Each worker prefixes its lines with
@@ -80,7 +81,7 @@ def num_workers(accelerator_type: str) -> int:
 
 
 def lock_jax_version(lock_path: str) -> str:
-    """The jax version pinned in requirements.lock (jax[tpu] is installed at the same one)."""
+    """The jax version pinned in a lock file (jax[tpu] is installed at the same one)."""
     with open(lock_path, encoding="utf-8") as f:
         for line in f:
             match = re.match(r"jax==([\w.]+)\s*$", line.strip())
@@ -184,7 +185,7 @@ def install_script(commit: str, jax_version: str, python: str) -> str:
         f"cd {REMOTE_DIR}",
         f"{python} -m venv .venv",
         ".venv/bin/pip install -q --upgrade pip",
-        ".venv/bin/pip install -q -r requirements.lock",
+        ".venv/bin/pip install -q -r requirements-runtime.lock",  # no torch/transformers/pytest
         f".venv/bin/pip install -q 'jax[tpu]=={jax_version}'",
         ".venv/bin/pip install -q --no-deps --no-build-isolation -e .",
         f"touch {stamp}",
@@ -340,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "(https://cloud.google.com/sdk/docs/install) and run `gcloud auth login`"
             )
         commit = git_commit()
-        jax_version = lock_jax_version(os.path.join(REPO, "requirements.lock"))
+        jax_version = lock_jax_version(os.path.join(REPO, "requirements-runtime.lock"))
         run_name = time.strftime("train_%Y%m%d_%H%M%S")
         install = ssh_command(args, install_script(commit, jax_version, args.python))
         train = ssh_command(args, train_script(args, run_name))

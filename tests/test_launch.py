@@ -83,11 +83,11 @@ def test_tpu_dry_run_multi_worker(capsys, monkeypatch):
     assert install[:8] == tpu_vm + ["ssh", "flan-base"] + where
     assert install[8] == "--worker=all" and install[9].startswith("--command=")
     script = install[9].removeprefix("--command=")
-    jax_version = tpu.lock_jax_version(str(LAUNCH.parent / "requirements.lock"))
+    jax_version = tpu.lock_jax_version(str(LAUNCH.parent / "requirements-runtime.lock"))
     # Guarded by the commit's stamp file: a second run of the same commit skips the install.
     assert script.startswith("set -e; if [ -f ~/flan_jax/.installed-abc123 ]; then ")
     steps = script.split("exit 0; fi; ", 1)[1].split("; ")
-    lock = steps.index(".venv/bin/pip install -q -r requirements.lock")
+    lock = steps.index(".venv/bin/pip install -q -r requirements-runtime.lock")
     assert steps[lock + 1] == f".venv/bin/pip install -q 'jax[tpu]=={jax_version}'"
     assert steps[-2] == "touch ~/flan_jax/.installed-abc123"
 
@@ -205,3 +205,37 @@ def test_tpu_remote_scripts_are_valid_bash(monkeypatch):
     ):
         result = subprocess.run(["bash", "-n", "-c", script], capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
+
+
+def _pins(path):
+    with open(path, encoding="utf-8") as f:
+        return dict(
+            line.strip().split("==", 1) for line in f if "==" in line and not line.startswith("#")
+        )
+
+
+def test_runtime_lock_is_the_runtime_subset_of_the_full_lock():
+    """Workers install requirements-runtime.lock: the same pins as requirements.lock, without
+    the test, benchmark and reference packages, and closed over setup.py's install_requires."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    root = LAUNCH.parent
+    full, runtime = _pins(root / "requirements.lock"), _pins(root / "requirements-runtime.lock")
+    assert {k: full.get(k) for k in runtime} == runtime  # a subset, same versions
+    assert not {"torch", "transformers", "pytest", "ruff", "import-linter"} & set(runtime)
+    # Everything the installed package needs at run time is pinned there.
+    canon = {k.lower().replace("_", "-") for k in runtime}
+    todo = [Requirement(r) for r in metadata.requires("flan_jax") or []]
+    seen = set()
+    while todo:
+        req = todo.pop()
+        name = req.name.lower().replace("_", "-")
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue  # an extra (test, reference) or another platform's dependency
+        if name in seen or name in ("pip", "setuptools", "wheel"):  # every venv has them
+            continue
+        seen.add(name)
+        assert name in canon, f"{name} (needed at run time) is missing from the runtime lock"
+        todo += [Requirement(r) for r in metadata.requires(req.name) or []]
