@@ -33,6 +33,7 @@ setuptools.setup(
     packages=[
         "flan_jax",
         "flan_jax.models",
+        "flan_jax.cli",
         "flan_jax.evaluation",
         "flan_jax.tasks",
         "flan_jax.tasks.flan2021",

@@ -13,7 +13,8 @@ import functools
 import logging
 import os
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 from importlib import resources
 
 import gin
@@ -54,7 +55,7 @@ def _resolve(path: str) -> str:
         return packaged
     raise FileNotFoundError(
         f"gin file {path} not found in the working directory or in the packaged gin files "
-        f"({packaged_gin_dir()}); `flan-jax gin-files` lists the packaged ones"
+        f"({packaged_gin_dir()}); e.g. --gin_file=experiments/demo_smoke.gin"
     )
 
 
@@ -80,8 +81,11 @@ def split_gin_args(argv: Sequence[str]) -> tuple[list[str], list[str], list[str]
     return files, bindings, rest
 
 
-def parse(files: Sequence[str], bindings: Sequence[str]) -> None:
-    """Parses gin files and bindings (the packaged gin dir is on the include search path)."""
+def parse(
+    files: Sequence[str], bindings: Sequence[str], macros: Mapping[str, Any] | None = None
+) -> None:
+    """Parses gin files, then binds `macros` (Python values), then the `bindings` strings (so a
+    user's ``--gin.X=`` flags win). The packaged gin dir is on the include search path."""
     register_configurables()
     gin.clear_config()
     gin.add_config_file_search_path(packaged_gin_dir())
@@ -95,7 +99,10 @@ def parse(files: Sequence[str], bindings: Sequence[str]) -> None:
     root = logging.getLogger()
     level, root.level = root.level, logging.CRITICAL
     try:
-        gin.parse_config_files_and_bindings(resolved, bindings, finalize_config=False)
+        gin.parse_config_files_and_bindings(resolved, [], finalize_config=False)
+        for name, value in (macros or {}).items():
+            gin.bind_parameter(f"{name}/macro.value", value)
+        gin.parse_config(bindings)
     except (ValueError, SyntaxError, gin.config.ParseError) as e:
         raise ValueError(f"gin: {str(e).splitlines()[0]}") from None
     finally:

@@ -1,0 +1,168 @@
+"""Gin-configured jobs: train, eval, infer, and smoke (the main job on the demo collection)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import seqio
+
+from flan_jax import naming, partitioning, train, vocab
+from flan_jax.cli.common import UserError, gin_config, setup_logging
+from flan_jax.evaluation import jobs
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    """`flan-jax train --gin_file=F --gin.MODEL_DIR=...`: trains or resumes a run."""
+    gin_entry = gin_config(args)
+    cfg = gin_entry.build_train_config()
+    setup_logging()
+    path = gin_entry.write_operative_config(cfg.model_dir)
+    print(f"[train] operative config: {path}")
+    metrics = train.train(cfg)
+    print(f"[train] done: {metrics}")
+
+
+# ---------------------------------------------------------------------------------------------
+# eval / infer
+
+
+def print_report(
+    results: Mapping[str, Any], heldout: Sequence[str], vocabulary: seqio.Vocabulary
+) -> None:
+    """The FLAN table (mean over templates, best-dev template, chance) of an evaluation."""
+    summary = results["summary"]
+    if summary is None:
+        print("[eval] no test split evaluated: no summary (per-task metrics below)")
+        for split, tasks in results["metrics"].items():
+            for task, metrics in tasks.items():
+                print(f"  {split:<10} {task:<40} {metrics}")
+        return
+    names = jobs.eval_names_for_summary(results)
+    chance = jobs.chance_levels(names, vocabulary)
+    print(jobs.format_summary(summary, chance, heldout))
+    print(
+        "(accuracy %, mean over zero-shot templates; best-dev = the template best on "
+        "validation, reported on test; chance = uniform choice among the options)"
+    )
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    """`flan-jax eval --gin_file=F --gin.CHECKPOINT_PATH=...`: the FLAN report of a checkpoint."""
+    gin_entry = gin_config(args)
+    cfg = gin_entry.build_eval_config()
+    if args.include_heldin:
+        cfg = dataclasses.replace(cfg, include_heldin=True)
+    setup_logging()
+    results = jobs.evaluate(cfg)
+    heldout = naming.parse_name(cfg.mixture_or_task_name).heldout
+    print_report(results, heldout, vocab.get_vocabulary(cfg.vocabulary))
+    print(
+        f"[eval] reports in {results['out_dir']} (results.json, results.md, PNG per cluster, "
+        "examples/)"
+    )
+
+
+def cmd_infer(args: argparse.Namespace) -> None:
+    """`flan-jax infer ... --prompt TEXT [--options A B]` or `--input IN.jsonl --output OUT`."""
+    if bool(args.prompt) == bool(args.input):
+        raise UserError("give either --prompt TEXT or --input PROMPTS.jsonl")
+    if args.input and not args.output:
+        raise UserError("--input needs --output OUT.jsonl")
+    if args.output and os.path.exists(args.output):
+        raise UserError(f"{args.output} exists; choose a new output path (nothing overwritten)")
+    gin_entry = gin_config(args)
+    cfg = gin_entry.build_eval_config()
+    if args.prompt:
+        records = [{"prompt": args.prompt, **({"options": args.options} if args.options else {})}]
+    else:
+        records = jobs.read_jsonl(args.input)
+    setup_logging()
+    outputs = jobs.infer(cfg, records)
+    if args.output:
+        tmp = args.output + ".tmp"
+        with open(tmp, "w") as f:
+            for out in outputs:
+                f.write(json.dumps(out) + "\n")
+        os.replace(tmp, args.output)  # never leave a half-written output file
+        print(f"[infer] wrote {len(outputs)} answers to {args.output}")
+    else:
+        for out in outputs:
+            print(json.dumps(out, indent=2))
+
+
+# ---------------------------------------------------------------------------------------------
+# smoke: the main job on the embedded default
+
+
+def cmd_smoke(args: argparse.Namespace) -> None:
+    """Instruction-tunes the tiny T5 on the demo collection, evaluates, prints the FLAN table.
+
+    The run is `experiments/demo_smoke.gin` with this command's flags bound as macros (any
+    ``--gin.X=`` flag still wins); train and eval share one layout. A finished run and its
+    evaluation are reused, never overwritten.
+    """
+    macros: dict[str, Any] = {
+        "MODEL_DIR": args.model_dir,
+        "MIXTURE_OR_TASK_NAME": naming.mixture_name("demo", (args.heldout,)),
+    }
+    if args.steps:
+        macros["TRAIN_STEPS"] = args.steps
+    gin_entry = gin_config(args, files=("experiments/demo_smoke.gin",), macros=macros)
+    cfg = gin_entry.build_train_config()
+    setup_logging()
+    layout = partitioning.Layout.build(cfg.mesh)
+    vocabulary = vocab.get_vocabulary(cfg.vocabulary)
+    print(
+        f"[smoke] 1/3 instruction-tuning tiny T5 on {cfg.mixture_or_task_name} "
+        f"({cfg.train_steps} steps, mesh {cfg.mesh.describe()}) -> {cfg.model_dir}"
+    )
+    gin_entry.write_operative_config(cfg.model_dir)
+    metrics = train.train(cfg, layout=layout)
+    if metrics.get("finished"):
+        print(
+            f"[smoke] reusing the finished run in {cfg.model_dir} (step {metrics['step']}); "
+            "delete it or pass --model_dir to train anew"
+        )
+    path, step = jobs.resolve_checkpoint(cfg.model_dir)
+    out_dir = os.path.join(cfg.model_dir, "eval", f"step_{step}")
+    eval_cfg = jobs.EvalConfig(
+        checkpoint_path=path,
+        mixture_or_task_name=cfg.mixture_or_task_name,
+        task_feature_lengths=cfg.task_feature_lengths,
+        model=cfg.model,
+        mesh=cfg.mesh,
+        vocabulary=cfg.vocabulary,
+        include_heldin=True,
+        heldin_clusters=tuple(args.heldin.split(",")) if args.heldin else None,
+        num_examples=args.num_examples or None,
+        batch_size=args.eval_batch_size,
+        output_dir=out_dir,
+    )
+    report = os.path.join(out_dir, "results.json")
+    print(
+        f"[smoke] 2/3 zero-shot evaluation of held-out '{args.heldout}' and the held-in "
+        f"clusters, every template, dev + test splits -> {out_dir}"
+    )
+    if os.path.exists(report):
+        print(f"[smoke] reusing the evaluation of step {step} ({report})")
+        with open(report) as f:
+            results = {
+                "summary": json.load(f),
+                "names": jobs.eval_names(cfg.mixture_or_task_name, vocabulary, include_heldin=True),
+            }
+    else:
+        results = jobs.evaluate(eval_cfg, layout=layout)
+    print("[smoke] 3/3 results")
+    print_report(results, (args.heldout,), vocabulary)
+    print(f"""
+[smoke] where things are:
+  report       {out_dir}/results.json, results.md, <cluster>.png
+  examples     {out_dir}/examples/<split>/<task>.jsonl
+  checkpoints  {cfg.model_dir}/<step>/  (resume: run the same command again)
+  TensorBoard  tensorboard --logdir {cfg.model_dir}/train
+  gin config   {cfg.model_dir}/config.gin""")
