@@ -15,8 +15,9 @@ rendered with the same template) drawn from the task's **train** split:
   stay within ``budget`` tokens of the task's vocabulary (FLAN: 960 of 1024); the rest are
   dropped, possibly all. ``16shot`` is FLAN's "as many as fit" (up to 16).
 
-Few-shot tasks are registered on first lookup (``registry.get_task_or_mixture``) or explicitly
-with ``register_fewshot_task``; nothing is registered for them at import.
+Few-shot tasks are registered on first lookup (``catalog.get_task_or_mixture``, which resolves
+the base task) or explicitly with ``register_fewshot_task(base, shots)``; nothing is registered
+for them at import. This module looks nothing up by name: it is given the task objects.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import tensorflow as tf
 
 from flan_jax import naming
 
-SHOTS = (1, 2, 3, 5, 10, 16)
 DEFAULT_BUDGET = 960
 POOL_SIZE = 512
 EXEMPLAR_SEPARATOR = "\n\n###\n\n"
@@ -100,31 +100,52 @@ def fewshot_preprocessor(
     return preprocess
 
 
-def register_fewshot_task(name: str, *, budget: int = DEFAULT_BUDGET, seed: int = 0) -> seqio.Task:
-    """Registers ``<base>:<k>shot`` from the registered zero-shot task ``<base>`` (idempotent)."""
+def fewshot_name(base_name: str, shots: int) -> str:
+    """``<base>:<k>shot`` for a zero-shot task name (checked against the name grammar)."""
+    parsed = naming.parse_name(base_name)
+    if parsed.is_mixture or parsed.shots:
+        raise naming.InvalidNameError(
+            f"{base_name!r} is not a zero-shot task name; few-shot variants are built from tasks"
+        )
+    if shots < 1:
+        raise naming.InvalidNameError(f"few-shot tasks need shots >= 1, got {shots}")
+    return naming.task_name(
+        parsed.collection,
+        parsed.dataset,
+        parsed.template,
+        rank=parsed.rank,
+        shots=shots,
+        num_templates=parsed.num_templates,
+        dedup=parsed.dedup,
+    )
+
+
+def register_fewshot_task(
+    base: seqio.Task,
+    shots: int,
+    *,
+    exemplars: seqio.Task | None = None,
+    budget: int = DEFAULT_BUDGET,
+    seed: int = 0,
+) -> seqio.Task:
+    """Registers ``<base>:<k>shot`` over the zero-shot task ``base`` (idempotent).
+
+    Exemplars are the train examples as ``exemplars`` renders them (default: ``base``; a rank
+    task passes its generative twin, same template, whose targets are the answers).
+    """
+    name = fewshot_name(base.name, shots)
     if name in seqio.TaskRegistry.names():
         return seqio.TaskRegistry.get(name)
-    parsed = naming.parse_name(name)
-    if parsed.is_mixture or not parsed.shots:
-        raise naming.InvalidNameError(f"{name!r} is not a few-shot task name ('...:<k>shot')")
-    base_name = name.rsplit(":", 1)[0]
-    from flan_jax import registry
-
-    base = registry.get_task_or_mixture(base_name)
     vocabulary = base.output_features["targets"].vocabulary
-    rank = parsed.rank
-    # The exemplars of a rank task are the examples of its generative twin (same template).
-    pool_base = seqio.TaskRegistry.get(base_name[: -len(":rank")]) if rank else base
+    pool_task = exemplars or base
 
     def pool_fn():
-        return _render_pool(pool_base)
+        return _render_pool(pool_task)
 
     preprocessors = list(base.preprocessors)
     # Insert before tokenization (the last two preprocessors: tokenize, append EOS).
     insert_at = len(preprocessors) - 2
-    preprocessors.insert(
-        insert_at, fewshot_preprocessor(pool_fn, parsed.shots, vocabulary, budget, seed)
-    )
+    preprocessors.insert(insert_at, fewshot_preprocessor(pool_fn, shots, vocabulary, budget, seed))
     return seqio.TaskRegistry.add(
         name,
         source=base.source,

@@ -12,18 +12,22 @@ FLAN's recipe: examples-proportional mixing where each dataset contributes
 collection's exclusion rules are dropped together with the held-out cluster; the evaluation
 mixture holds every zero-shot template of the held-out clusters (rank classification where a
 template shows options), weighted by the uncapped number of examples.
+
+This module owns the training variants too (``<c>:<d>:mix:tpl<n>``, ``...:dedup_<clusters>``):
+``register_training_variant`` builds them over ``registry.add_training_task``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import seqio
 import tensorflow as tf
 
-from flan_jax import naming
-from flan_jax.registry import Collection, RegistryError, TaskSpec, register_training_variant
+from flan_jax import naming, registry
+from flan_jax.registry import Collection, RegistryError, TaskSpec
 
 FLAN_CAP = 30_000
 FLAN_MAX_RATE = 3_000
@@ -198,11 +202,46 @@ def register_heldout_mixtures(
     return plan
 
 
-def register_all_heldout_mixtures(collection: Collection, **kwargs) -> list[MixturePlan]:
+def register_all_heldout_mixtures(collection: Collection, **kwargs: Any) -> list[MixturePlan]:
     """Leave-one-cluster-out mixtures for every cluster, plus the all-clusters mixture."""
     plans = [register_heldout_mixtures(collection, (c,), **kwargs) for c in collection.clusters]
     plans.append(register_heldout_mixtures(collection, (), **kwargs))
     return plans
+
+
+# ---------------------------------------------------------------------------------------------
+# Training variants: the template-count ablation and overlap removal.
+
+
+def register_training_variant(
+    collection: Collection,
+    dataset: str,
+    *,
+    num_templates: int | None = None,
+    dedup: Sequence[str] = (),
+) -> str:
+    """Registers ``<c>:<d>:mix[:tpl<n>][:dedup_<clusters>]`` if new; returns its name.
+
+    ``num_templates`` keeps the first n templates (template-count ablation); ``dedup`` drops the
+    examples that overlap the eval data of those held-out clusters (the collection's
+    ``overlaps``). Registration does no I/O; the overlap keys are read when the task is read.
+    """
+    spec = collection.spec(dataset)
+    name = naming.task_name(collection.name, dataset, num_templates=num_templates, dedup=dedup)
+    if name in seqio.TaskRegistry.names():
+        return name
+    if num_templates is not None:
+        if not 1 <= num_templates:
+            raise RegistryError(f"num_templates must be >= 1, got {num_templates}")
+        spec = dataclasses.replace(spec, templates=spec.templates[:num_templates])
+    registry.add_training_task(
+        name,
+        spec,
+        collection.vocabulary,
+        template_seed=collection.template_seed,
+        raw_filters=overlap_filters(collection, dataset, dedup) if dedup else (),
+    )
+    return name
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ answer_choices, ...}}``. ``jinja`` renders a raw example into ``inputs ||| targe
 ``answer_choices`` (itself Jinja) renders to choices separated by ``|||`` and is available to the
 template as the list ``answer_choices``.
 
-How they join our machinery: ``with_promptsource(spec, templates)`` returns a copy of the spec
+How they join our machinery: ``with_promptsource(spec, templates)`` returns a copy of a
+``registry.TaskSpec``
 whose ``fields_fn`` also pre-renders each promptsource template into two string fields
 (``ps<j>_inputs``, ``ps<j>_targets``) and whose templates gain ``Template("{ps<j>_inputs}",
 "{ps<j>_targets}")``. Rendering Jinja needs Python, so it runs in ``tf.py_function`` inside
@@ -21,18 +22,32 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 import jinja2.sandbox
 import numpy as np
 import tensorflow as tf
 import yaml
 
-from flan_jax.registry import TaskSpec
 from flan_jax.templates import Template
 
 SEPARATOR = "|||"
+
+
+class _SpecLike(Protocol):
+    """What ``with_promptsource`` needs of a ``registry.TaskSpec`` (a frozen dataclass).
+
+    Typed structurally so this module stays at the bottom of the data layer, beside templates,
+    without importing the registry.
+    """
+
+    fields_fn: Callable[..., Mapping[str, tf.Tensor]]
+    fields: tuple[str, ...]
+    templates: tuple[Template, ...]
+
+
+SpecT = TypeVar("SpecT", bound=_SpecLike)
 
 
 class PromptsourceError(ValueError):
@@ -134,10 +149,10 @@ def render(template: PromptsourceTemplate, example: Mapping[str, Any]) -> tuple[
 
 
 def with_promptsource(
-    spec: TaskSpec,
+    spec: SpecT,
     templates: Sequence[PromptsourceTemplate],
     field_map: Mapping[str, str] | None = None,
-) -> TaskSpec:
+) -> SpecT:
     """A copy of ``spec`` whose templates end with the promptsource ``templates``."""
     field_map = dict(field_map or {})
     base_fn = spec.fields_fn

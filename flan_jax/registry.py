@@ -1,8 +1,9 @@
 """Declarative task specs, turned into real ``seqio.Task``s by one registration function.
 
-A ``TaskSpec`` says where a dataset's raw examples come from, how a raw example maps to template
-fields (``fields_fn``), which templates render it, and how it is scored. ``register_collection``
-turns a list of specs into seqio tasks named by ``flan_jax.naming``:
+A ``TaskSpec`` says where a dataset's raw examples come from (``flan_jax.sources``), how a raw
+example maps to template fields (``fields_fn``), which templates render it, and how it is scored.
+``register_collection`` turns a list of specs into seqio tasks named by ``flan_jax.naming``, with
+the vocabulary it is given:
 
 - ``<c>:<d>:t<i>``: every example rendered with template i (zero-shot eval of that template);
 - ``<c>:<d>:mix``: training task, each example rendered with one template chosen from
@@ -10,21 +11,23 @@ turns a list of specs into seqio tasks named by ``flan_jax.naming``:
 - ``<c>:<d>:t<i>:rank``: for templates with options, one row per (example, option) with the
   example's group id ``idx`` and ``is_correct``, so a scorer can take the argmax per group.
 
-Registration does no I/O: data sources open when a dataset is first read.
+Registration does no I/O: data sources open when a dataset is first read. Looking collections up
+by name (and importing their modules) is ``flan_jax.catalog``'s job; training variants and
+mixtures are ``flan_jax.mixing``'s, few-shot tasks ``flan_jax.fewshot``'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import seqio
 import tensorflow as tf
 
+from flan_jax import metrics as metrics_lib
 from flan_jax import naming, templates
-from flan_jax.evaluation import metrics as metrics_lib
+from flan_jax.sources import Source
 from flan_jax.templates import ANSWER_FIELD, OPTIONS_FIELD, Template, TemplateError
 
 # Our split names: `validation` is FLAN's dev split (used to pick the best template).
@@ -34,134 +37,6 @@ DEFAULT_SPLITS: Mapping[str, str] = {"train": "train", "validation": "validation
 
 class RegistryError(ValueError):
     """A bad registration or lookup: duplicate, unknown name, unknown cluster."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Data sources.
-
-
-class DataUnavailableError(RegistryError):
-    """A dataset's prepared TFDS data is not in the data dir (one actionable line)."""
-
-
-def _data_dir_text(data_dir: str | None) -> str:
-    import os
-
-    return data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets (default)"
-
-
-@dataclasses.dataclass(frozen=True)
-class TfdsSource:
-    """A TFDS builder, e.g. ``"glue/rte:2.0.0"``; opened lazily when a split is first read.
-
-    Reading never downloads: a builder that is not prepared in the data dir (``data_dir``, else
-    ``$TFDS_DATA_DIR``, else TFDS' default) fails with ``DataUnavailableError`` naming the builder,
-    the data dir and, for manual-download builders, what to fetch (``manual_download``).
-    """
-
-    builder: str
-    data_dir: str | None = None
-    manual_download: str | None = None  # what to download and where, for manual-only builders
-
-    def make(self, splits: Mapping[str, str]) -> seqio.DataSource:
-        return _TfdsDataSource(self, splits=dict(splits))
-
-    def unavailable_message(self, data_dir: str | None = None, why: str = "") -> str:
-        where = _data_dir_text(data_dir or self.data_dir)
-        msg = f"TFDS dataset '{self.builder}' is not prepared in data_dir {where}"
-        if why:
-            msg += f" ({why})"
-        if self.manual_download:
-            return f"{msg}; it needs a manual download: {self.manual_download}"
-        return (
-            f"{msg}; prepare it with `tfds build {self.builder} --data_dir=...` on a machine "
-            "with network access, or pass the data_dir that holds it"
-        )
-
-    def status(self, data_dir: str | None = None) -> str:
-        """``present``, ``missing`` or ``manual`` (missing and needs a manual download).
-
-        Only looks for the prepared builder directory; never downloads.
-        """
-        import tensorflow_datasets as tfds
-
-        try:
-            builder = tfds.builder(self.builder, data_dir=data_dir or self.data_dir)
-            if builder.is_prepared():
-                return "present"
-        except Exception:  # unknown builder / unreadable metadata: not usable as is
-            pass
-        return "manual" if self.manual_download else "missing"
-
-
-class _TfdsDataSource(seqio.TfdsDataSource):
-    """seqio's TFDS source that reads prepared data only and fails with one clear line."""
-
-    def __init__(self, spec: TfdsSource, splits: Mapping[str, str]):
-        super().__init__(tfds_name=spec.builder, tfds_data_dir=spec.data_dir, splits=splits)
-        self._spec = spec
-
-    def get_dataset(
-        self,
-        split: str | None = None,
-        shuffle: bool = True,
-        seed: int | None = None,
-        shard_info: Any = None,
-        **kwargs: Any,
-    ) -> tf.data.Dataset:
-        import tensorflow_datasets as tfds
-
-        split = split or "train"
-        try:
-            builder = self.tfds_dataset.builder
-        except Exception as e:  # unknown builder or config, unreadable metadata
-            raise DataUnavailableError(
-                self._spec.unavailable_message(why=f"{type(e).__name__}: {e}".split("\n")[0])
-            ) from None
-        read_config = tfds.ReadConfig(shuffle_seed=seed, skip_prefetch=True)
-        if shard_info:
-            read_config.input_context = tf.distribute.InputContext(
-                num_input_pipelines=shard_info.num_shards, input_pipeline_id=shard_info.index
-            )
-        try:
-            return builder.as_dataset(
-                split=self.tfds_dataset._map_split(split),
-                shuffle_files=shuffle,
-                read_config=read_config,
-            )
-        except (AssertionError, FileNotFoundError, tf.errors.NotFoundError) as e:
-            raise DataUnavailableError(
-                self._spec.unavailable_message(str(builder.data_dir_root))
-            ) from e
-
-    def num_input_examples(self, split: str) -> int | None:
-        """Split size from the prepared metadata; None when unknown (unprepared or mocked)."""
-        try:
-            return super().num_input_examples(split)
-        except Exception:
-            return None
-
-
-@dataclasses.dataclass(frozen=True)
-class FunctionSource:
-    """Raw examples from a function ``fn(source_split) -> tf.data.Dataset`` of known sizes."""
-
-    fn: Callable[[str], tf.data.Dataset]
-    sizes: Mapping[str, int]
-
-    def make(self, splits: Mapping[str, str]) -> seqio.DataSource:
-        def dataset_fn(split: str, shuffle_files: bool, seed: int | None = None) -> tf.data.Dataset:
-            del shuffle_files, seed  # generated data has a fixed order
-            return self.fn(splits[split])
-
-        return seqio.FunctionDataSource(
-            dataset_fn,
-            splits=list(splits),
-            num_input_examples={ours: self.sizes[theirs] for ours, theirs in splits.items()},
-        )
-
-
-Source = TfdsSource | FunctionSource
 
 
 # ---------------------------------------------------------------------------------------------
@@ -432,10 +307,14 @@ class Collection:
             )
 
 
+# Collections registered in this process, by name (seqio's registries are process-global too).
 _COLLECTIONS: dict[str, Collection] = {}
+
+_TOKENIZE = (seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim)
 
 
 def output_features(vocabulary: seqio.Vocabulary) -> dict[str, seqio.Feature]:
+    """The seqio features of every task: inputs and targets, both ending in EOS."""
     return {
         "inputs": seqio.Feature(vocabulary, add_eos=True, required=False),
         "targets": seqio.Feature(vocabulary, add_eos=True),
@@ -455,13 +334,14 @@ def register_collection(
     """Registers every spec's seqio tasks (see module docstring) and the collection itself.
 
     ``cluster_order`` fixes the order of the cluster-count ablation (default: first appearance);
-    ``overlaps`` names dataset pairs that share examples (see ``OverlapRule``).
+    ``overlaps`` names dataset pairs that share examples (see ``OverlapRule``). Everything is
+    checked before anything is registered, so a bad call leaves the registries untouched.
     """
     naming.check_ident("collection", name)
     if name in _COLLECTIONS:
         raise RegistryError(
-            f"collection '{name}' is already registered; pick another name or import the "
-            "module that registers it only once"
+            f"collection '{name}' is already registered; pick another name or register it "
+            "only once (flan_jax.catalog registers each tasks/ module once)"
         )
     seen: set[str] = set()
     for s in specs:
@@ -477,9 +357,17 @@ def register_collection(
                     f"exclusion rule for '{key}' names unknown cluster '{c}' in collection "
                     f"'{name}'; known clusters: {', '.join(sorted(clusters))}"
                 )
+    for rule in overlaps:
+        for d in (rule.dataset_a, rule.dataset_b):
+            if d not in seen:
+                raise RegistryError(f"overlap rule names unknown dataset '{d}' in '{name}'")
+    order = tuple(cluster_order) or tuple(dict.fromkeys(s.cluster for s in specs))
+    if sorted(order) != sorted(clusters):
+        raise RegistryError(
+            f"cluster_order of '{name}' must list each cluster once: {', '.join(sorted(clusters))}"
+        )
 
     features = output_features(vocabulary)
-    tokenize = [seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim]
     planned = []
     for spec in specs:
         source = spec.source.make(spec.splits)
@@ -521,22 +409,12 @@ def register_collection(
         seqio.TaskRegistry.add(
             task,
             source=source,
-            preprocessors=[fields, render, *tokenize],
+            preprocessors=[fields, render, *_TOKENIZE],
             output_features=features,
             postprocess_fn=postprocess_fn,
             metric_fns=list(metric_fns),
         )
 
-    names = {s.name for s in specs}
-    for rule in overlaps:
-        for d in (rule.dataset_a, rule.dataset_b):
-            if d not in names:
-                raise RegistryError(f"overlap rule names unknown dataset '{d}' in '{name}'")
-    order = tuple(cluster_order) or tuple(dict.fromkeys(s.cluster for s in specs))
-    if sorted(order) != sorted(clusters):
-        raise RegistryError(
-            f"cluster_order of '{name}' must list each cluster once: {', '.join(sorted(clusters))}"
-        )
     collection = Collection(
         name, tuple(specs), vocabulary, exclusions, template_seed, order, tuple(overlaps)
     )
@@ -544,135 +422,39 @@ def register_collection(
     return collection
 
 
-def register_training_variant(
-    collection: Collection,
-    dataset: str,
+def add_training_task(
+    name: str,
+    spec: TaskSpec,
+    vocabulary: seqio.Vocabulary,
     *,
-    num_templates: int | None = None,
-    dedup: Sequence[str] = (),
-) -> str:
-    """Registers ``<c>:<d>:mix[:tpl<n>][:dedup_<clusters>]`` if new; returns its name.
+    template_seed: int,
+    raw_filters: Sequence[Callable[[tf.data.Dataset], tf.data.Dataset]] = (),
+) -> seqio.Task:
+    """Adds one mixed-template training task over ``spec`` (a variant of ``<c>:<d>:mix``).
 
-    ``num_templates`` keeps the first n templates (template-count ablation); ``dedup`` drops the
-    examples that overlap the eval data of those held-out clusters (the collection's
-    ``overlaps``). Registration does no I/O; the overlap keys are read when the task is read.
+    ``raw_filters`` run on the raw examples before anything else (e.g. overlap removal);
+    ``flan_jax.mixing`` builds the variants and their names.
     """
-    spec = collection.spec(dataset)
-    name = naming.task_name(collection.name, dataset, num_templates=num_templates, dedup=dedup)
-    if name in seqio.TaskRegistry.names():
-        return name
-    if num_templates is not None:
-        if not 1 <= num_templates:
-            raise RegistryError(f"num_templates must be >= 1, got {num_templates}")
-        spec = dataclasses.replace(spec, templates=spec.templates[:num_templates])
-    raw_filters = []
-    if dedup:
-        from flan_jax import mixing  # the overlap filter reads other datasets: mixing's concern
-
-        raw_filters = mixing.overlap_filters(collection, dataset, dedup)
-    seqio.TaskRegistry.add(
+    return seqio.TaskRegistry.add(
         name,
         source=spec.source.make(spec.splits),
         preprocessors=[
             *raw_filters,
             _fields_preprocessor(spec),
-            _mix_preprocessor(spec, collection.template_seed),
-            seqio.preprocessors.tokenize,
-            seqio.preprocessors.append_eos_after_trim,
+            _mix_preprocessor(spec, template_seed),
+            *_TOKENIZE,
         ],
-        output_features=output_features(collection.vocabulary),
+        output_features=output_features(vocabulary),
         postprocess_fn=_text_postprocessor(spec),
         metric_fns=list(spec.metrics),
     )
-    return name
 
 
-def register_fewshot_task(name: str, **kwargs: Any) -> seqio.Task:
-    """Registers the few-shot task ``...:<k>shot`` from its zero-shot base (see fewshot.py)."""
-    from flan_jax import fewshot
-
-    return fewshot.register_fewshot_task(name, **kwargs)
-
-
-def get_collection(name: str) -> Collection:
-    """The registered collection, importing its module from ``tasks/`` on first use."""
-    if name not in _COLLECTIONS:
-        import_collection(name)
-    if name not in _COLLECTIONS:
-        raise RegistryError(
-            f"module for collection '{name}' did not register it; call register_collection"
-        )
-    return _COLLECTIONS[name]
+def registered_collection(name: str) -> Collection | None:
+    """The collection registered under ``name`` in this process, if any (imports nothing)."""
+    return _COLLECTIONS.get(name)
 
 
 def collections() -> dict[str, Collection]:
+    """Every collection registered in this process, by name."""
     return dict(_COLLECTIONS)
-
-
-def import_collection(name: str) -> None:
-    """Imports ``flan_jax.mixtures.<name>`` (which registers tasks too), else the tasks module."""
-    naming.check_ident("collection", name)
-    for module in (f"flan_jax.mixtures.{name}", f"flan_jax.tasks.{name}"):
-        try:
-            importlib.import_module(module)
-            return
-        except ModuleNotFoundError as e:
-            if e.name not in (module, module.rsplit(".", 1)[0] + "." + name):
-                raise
-    raise RegistryError(
-        f"no collection '{name}': neither tasks/{name}.py nor mixtures/{name}.py exists; "
-        f"known collections: {', '.join(available_collections()) or 'none'}"
-    )
-
-
-def available_collections() -> list[str]:
-    """Collections that can be imported: modules in the installed tasks/ package."""
-    import pkgutil
-
-    import flan_jax.tasks
-
-    return sorted(m.name for m in pkgutil.iter_modules(flan_jax.tasks.__path__))
-
-
-def get_task_or_mixture(name: str) -> seqio.Task | seqio.Mixture:
-    """Looks a task or mixture up by name, registering its collection first."""
-    try:
-        parsed = naming.parse_name(name)
-    except naming.InvalidNameError as e:
-        raise RegistryError(f"unknown task or mixture '{name}': {e}") from None
-    get_collection(parsed.collection)
-    if parsed.is_mixture and name in seqio.MixtureRegistry.names():
-        return seqio.MixtureRegistry.get(name)
-    if not parsed.is_mixture and name in seqio.TaskRegistry.names():
-        return seqio.TaskRegistry.get(name)
-    if not parsed.is_mixture:
-        # Training variants and few-shot tasks are registered on first lookup.
-        collection = get_collection(parsed.collection)
-        if parsed.template is None and (parsed.num_templates or parsed.dedup):
-            collection.spec(parsed.dataset)
-            register_training_variant(
-                collection,
-                parsed.dataset,
-                num_templates=parsed.num_templates,
-                dedup=parsed.dedup,
-            )
-        if parsed.shots:
-            collection.spec(parsed.dataset)
-            return register_fewshot_task(name)
-        if name in seqio.TaskRegistry.names():
-            return seqio.TaskRegistry.get(name)
-    if parsed.is_mixture:
-        # Held-out mixtures of any cluster combination are built on demand.
-        from flan_jax import mixing
-
-        collection = get_collection(parsed.collection)
-        mixing.register_heldout_mixtures(
-            collection,
-            parsed.heldout,
-            num_templates=parsed.num_templates,
-            num_clusters=parsed.num_clusters,
-        )
-        if name in seqio.MixtureRegistry.names():
-            return seqio.MixtureRegistry.get(name)
-    kind = "mixture" if parsed.is_mixture else "task"
-    raise RegistryError(f"unknown {kind} '{name}'; `flan-jax list` shows the registered names")

@@ -1,8 +1,10 @@
 """Vocabularies: bytes for tiny runs, SentencePiece by path, and training a SentencePiece model.
 
-The vocabulary tasks are registered with is chosen by ``FLAN_JAX_VOCAB`` when a task module is
-first imported: ``byte`` (default; ``seqio.ByteVocabulary``), ``t5`` (T5's public 32k model on GCS),
-or a path to a ``.model`` file. The CLI's ``--vocab`` flag sets it before importing anything.
+A run names its vocabulary in its config (``TrainConfig.vocabulary`` / ``EvalConfig.vocabulary``,
+gin macro ``VOCABULARY``): ``byte`` (default; ``seqio.ByteVocabulary``), ``t5`` (T5's public 32k
+model on GCS) or a path to a ``.model`` file. ``get_vocabulary`` turns that string into the
+object, which is then passed explicitly to whatever registers or reads tasks
+(``catalog.get_task_or_mixture(name, vocabulary)``); nothing reads it from the environment.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from collections.abc import Iterable
 import seqio
 
 T5_VOCAB = "gs://t5-data/vocabs/cc_all.32000.100extra/sentencepiece.model"
-ENV_VAR = "FLAN_JAX_VOCAB"
 
 
 def get_vocabulary(spec: str = "byte") -> seqio.Vocabulary:
@@ -34,14 +35,17 @@ def get_vocabulary(spec: str = "byte") -> seqio.Vocabulary:
     )
 
 
-def default_vocabulary() -> seqio.Vocabulary:
-    """The vocabulary task modules register with (``FLAN_JAX_VOCAB``, default bytes)."""
-    return get_vocabulary(os.environ.get(ENV_VAR, "byte"))
+def describe(vocabulary: seqio.Vocabulary) -> str:
+    """A short name for messages: ``byte``, ``t5``, the model path, or the class name.
 
-
-def padded_vocab_size(vocabulary: seqio.Vocabulary, multiple: int = 128) -> int:
-    """Embedding rows for a vocabulary, rounded up as T5 does (32100 -> 32128)."""
-    return -(-vocabulary.vocab_size // multiple) * multiple
+    Never loads a SentencePiece model (``str()`` of one would read the file to hash it).
+    """
+    if isinstance(vocabulary, seqio.ByteVocabulary):
+        return "byte" if not vocabulary.extra_ids else f"byte (+{vocabulary.extra_ids} extra ids)"
+    if isinstance(vocabulary, seqio.SentencePieceVocabulary):
+        path = vocabulary.sentencepiece_model_file
+        return "t5" if path == T5_VOCAB else path
+    return type(vocabulary).__name__
 
 
 def train_sentencepiece(

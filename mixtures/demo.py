@@ -5,7 +5,10 @@ Registers, for each demo cluster C, ``demo:heldout_C:train`` (every other cluste
 small, so FLAN's 30k cap / 3k maximum rate leave every dataset at its full size.
 """
 
-from flan_jax.mixing import register_all_heldout_mixtures
-from flan_jax.tasks.demo import COLLECTION
+from flan_jax.mixing import MixturePlan, register_all_heldout_mixtures
+from flan_jax.registry import Collection
 
-PLANS = register_all_heldout_mixtures(COLLECTION)
+
+def register(collection: Collection) -> list[MixturePlan]:
+    """Registers the demo mixtures (``flan_jax.catalog`` calls it after the tasks)."""
+    return register_all_heldout_mixtures(collection)

@@ -9,8 +9,9 @@ Registered (no I/O; rates are computed when a mixture is first read):
 - ablations on the paper's held-out set NLI + closed-book QA + commonsense (``ABLATION_HELDOUT``):
   ``...:train:tpl<n>`` for n in 1, 2, 4, 7, 10 (each dataset's first n templates; training tasks
   ``flan2021:<d>:mix:tpl<n>``) and ``...:train:clusters<n>`` for n in 1..7 (the first n training
-  clusters in ``CLUSTER_ORDER`` of ``flan_jax.tasks.flan2021``: summarization, translation,
-  reading comprehension, sentiment, struct-to-text, coreference, misc).
+  clusters in the collection's ``cluster_order``, ``CLUSTER_ORDER`` of ``tasks/flan2021``:
+  summarization, translation, reading comprehension, sentiment, struct-to-text, coreference,
+  misc).
 
 Overlap removal: where a training dataset shares examples with a held-out dataset of another
 cluster (``OVERLAPS`` in the task package: QNLI <-> SQuAD v1.1/v2.0 by question text, WNLI <->
@@ -25,19 +26,24 @@ already capped at 30k by FLAN's split convention).
 
 from __future__ import annotations
 
-from flan_jax.mixing import register_all_heldout_mixtures, register_heldout_mixtures
-from flan_jax.tasks.flan2021 import COLLECTION
+from flan_jax.mixing import MixturePlan, register_all_heldout_mixtures, register_heldout_mixtures
+from flan_jax.registry import Collection
 
 ABLATION_HELDOUT = ("nli", "closed_book_qa", "commonsense")
 TEMPLATE_COUNTS = (1, 2, 4, 7, 10)
 CLUSTER_COUNTS = (1, 2, 3, 4, 5, 6, 7)
 
-PLANS = register_all_heldout_mixtures(COLLECTION)
-ABLATION_PLANS = [register_heldout_mixtures(COLLECTION, ABLATION_HELDOUT)]
-ABLATION_PLANS += [
-    register_heldout_mixtures(COLLECTION, ABLATION_HELDOUT, num_templates=n)
-    for n in TEMPLATE_COUNTS
-]
-ABLATION_PLANS += [
-    register_heldout_mixtures(COLLECTION, ABLATION_HELDOUT, num_clusters=n) for n in CLUSTER_COUNTS
-]
+
+def register(collection: Collection) -> list[MixturePlan]:
+    """Registers every mixture above (``flan_jax.catalog`` calls it after the tasks)."""
+    plans = register_all_heldout_mixtures(collection)
+    plans.append(register_heldout_mixtures(collection, ABLATION_HELDOUT))
+    plans += [
+        register_heldout_mixtures(collection, ABLATION_HELDOUT, num_templates=n)
+        for n in TEMPLATE_COUNTS
+    ]
+    plans += [
+        register_heldout_mixtures(collection, ABLATION_HELDOUT, num_clusters=n)
+        for n in CLUSTER_COUNTS
+    ]
+    return plans

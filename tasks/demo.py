@@ -16,10 +16,11 @@ import random
 import zlib
 from collections.abc import Callable, Iterator
 
+import seqio
 import tensorflow as tf
 
-from flan_jax import vocab
-from flan_jax.registry import FunctionSource, TaskSpec, register_collection
+from flan_jax.registry import Collection, TaskSpec, register_collection
+from flan_jax.sources import FunctionSource
 from flan_jax.templates import Template
 
 SIZES = {"train": 2000, "validation": 50, "test": 100}
@@ -388,4 +389,7 @@ SPECS = (
     ),
 )
 
-COLLECTION = register_collection("demo", SPECS, vocab.default_vocabulary())
+
+def register(vocabulary: seqio.Vocabulary) -> Collection:
+    """Registers the demo collection's tasks with ``vocabulary`` (``flan_jax.catalog`` calls it)."""
+    return register_collection("demo", SPECS, vocabulary)

@@ -11,7 +11,7 @@ import scipy.stats
 import sklearn.metrics
 from rouge_score import rouge_scorer
 
-from flan_jax.evaluation import metrics
+from flan_jax import metrics
 
 LABELS_T = [1, 0, 1, 1, 0, 2, 1, 0]
 LABELS_P = [1, 0, 0, 1, 1, 2, 1, 2]

@@ -16,11 +16,12 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from flan2021_raw import RAW, as_tensors, mock_builder_data  # noqa: E402
 
-from flan_jax import mixing, naming, registry, templates  # noqa: E402
+from flan_jax import catalog, mixing, naming, registry, sources, templates, vocab  # noqa: E402
 from flan_jax.mixtures import flan2021 as flan_mixtures  # noqa: E402
 from flan_jax.tasks import flan2021  # noqa: E402
 
-C = flan2021.COLLECTION
+VOCAB = vocab.get_vocabulary("byte")
+C = catalog.get_collection("flan2021", VOCAB)
 SPECS = {s.name: s for s in C.specs}
 
 OPT2 = "\n\nOPTIONS:\n- yes\n- no"
@@ -473,7 +474,7 @@ def test_overlap_variants_in_heldout_mixtures():
 def test_mixture_rates_are_min_n_3000(monkeypatch):
     sizes = {"super_glue/rte:1.0.2": 2290, "glue/mnli:2.0.0": 30000, "super_glue/cb:1.0.2": 50}
     monkeypatch.setattr(
-        registry._TfdsDataSource,
+        sources._TfdsDataSource,
         "num_input_examples",
         lambda self, split: sizes.get(self._spec.builder, 1234),
     )
@@ -506,12 +507,12 @@ def test_overlap_filter_drops_shared_examples(monkeypatch):
     raw = dict(RAW)
     raw["glue/qnli"] = {**RAW["glue/qnli"], "question": RAW["squad/v1.1"]["question"].upper()}
     monkeypatch.setattr(sys.modules["flan2021_raw"], "RAW", raw)
-    registry.get_task_or_mixture("flan2021:qnli:mix:dedup_reading_comprehension")
+    catalog.get_task_or_mixture("flan2021:qnli:mix:dedup_reading_comprehension", VOCAB)
     with mock_builder_data(num_examples=2):
         assert len(_examples("flan2021:qnli:mix", "train")) == 2
         assert _examples("flan2021:qnli:mix:dedup_reading_comprehension", "train") == []
         # WNLI vs WSC: different sentences, nothing dropped.
-        registry.get_task_or_mixture("flan2021:wnli:mix:dedup_coreference")
+        catalog.get_task_or_mixture("flan2021:wnli:mix:dedup_coreference", VOCAB)
         assert len(_examples("flan2021:wnli:mix:dedup_coreference", "train")) == 2
 
 
@@ -527,8 +528,8 @@ def test_normalized_key_hash():
 
 
 def test_missing_data_names_builder_and_data_dir(tmp_path):
-    source = registry.TfdsSource("super_glue/rte:1.0.2", data_dir=str(tmp_path))
-    with pytest.raises(registry.DataUnavailableError) as e:
+    source = sources.TfdsSource("super_glue/rte:1.0.2", data_dir=str(tmp_path))
+    with pytest.raises(sources.DataUnavailableError) as e:
         source.make({"train": "train"}).get_dataset("train")
     msg = str(e.value)
     assert "super_glue/rte:1.0.2" in msg and str(tmp_path) in msg and "tfds build" in msg
@@ -538,16 +539,16 @@ def test_missing_data_names_builder_and_data_dir(tmp_path):
 
 def test_manual_download_message(tmp_path):
     spec = SPECS["story_cloze"]
-    source = registry.TfdsSource(spec.source.builder, str(tmp_path), spec.source.manual_download)
-    with pytest.raises(registry.DataUnavailableError, match="manual download: request the "):
+    source = sources.TfdsSource(spec.source.builder, str(tmp_path), spec.source.manual_download)
+    with pytest.raises(sources.DataUnavailableError, match="manual download: request the "):
         source.make(spec.splits).get_dataset("test")
     assert source.status() == "manual"
     assert "downloads/manual" in SPECS["newsroom"].source.manual_download
 
 
 def test_unknown_builder_message():
-    source = registry.TfdsSource("no_such_dataset:1.0.0")
-    with pytest.raises(registry.DataUnavailableError, match="no_such_dataset"):
+    source = sources.TfdsSource("no_such_dataset:1.0.0")
+    with pytest.raises(sources.DataUnavailableError, match="no_such_dataset"):
         source.make({"train": "train"}).get_dataset("train")
 
 
@@ -562,8 +563,8 @@ def test_cli_data_status(tmp_path, capsys):
 
 
 def test_datacard_is_up_to_date():
-    from flan_jax import cli
+    from flan_jax.cli import data as cli_data
 
     path = os.path.join(os.path.dirname(__file__), "..", "docs", "flan2021_datacard.md")
     with open(path, encoding="utf-8") as f:
-        assert f.read() == cli.datacard_markdown("flan2021"), "run `flan-jax datacard`"
+        assert f.read() == cli_data.datacard_markdown("flan2021", VOCAB), "run `flan-jax datacard`"

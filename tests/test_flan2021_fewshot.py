@@ -12,10 +12,11 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from flan2021_raw import RAW, mock_builder_data  # noqa: E402
 
-from flan_jax import fewshot, naming, promptsource, registry  # noqa: E402
+from flan_jax import catalog, fewshot, naming, promptsource, registry, vocab  # noqa: E402
 from flan_jax.tasks import flan2021  # noqa: E402
 
-SPECS = {s.name: s for s in flan2021.COLLECTION.specs}
+VOCAB = vocab.get_vocabulary("byte")
+SPECS = {s.name: s for s in flan2021.SPECS}
 
 
 def _examples(task: seqio.Task, split: str) -> list[dict]:
@@ -25,7 +26,7 @@ def _examples(task: seqio.Task, split: str) -> list[dict]:
 
 def test_fewshot_exemplars_come_from_train_and_never_the_example():
     with mock_builder_data(num_examples=6, vary=True):
-        task = registry.get_task_or_mixture("flan2021:rte:t0:3shot")
+        task = catalog.get_task_or_mixture("flan2021:rte:t0:3shot", VOCAB)
         assert naming.parse_name(task.name).shots == 3
         for ex in _examples(task, "test"):
             text = ex["inputs_pretokenized"].decode()
@@ -44,7 +45,9 @@ def test_fewshot_exemplars_come_from_train_and_never_the_example():
 def test_fewshot_respects_the_token_budget():
     budget = 420
     with mock_builder_data(num_examples=20, vary=True):
-        task = fewshot.register_fewshot_task("flan2021:cb:t1:16shot", budget=budget)
+        base = catalog.get_task_or_mixture("flan2021:cb:t1", VOCAB)
+        task = fewshot.register_fewshot_task(base, 16, budget=budget)
+        assert task.name == "flan2021:cb:t1:16shot"
         exs = _examples(task, "test")
     vocabulary = task.output_features["inputs"].vocabulary
     for ex in exs:
@@ -55,7 +58,7 @@ def test_fewshot_respects_the_token_budget():
 
 def test_fewshot_rank_rows_share_their_exemplars():
     with mock_builder_data(num_examples=4, vary=True):
-        rows = _examples(registry.get_task_or_mixture("flan2021:rte:t0:rank:2shot"), "test")
+        rows = _examples(catalog.get_task_or_mixture("flan2021:rte:t0:rank:2shot", VOCAB), "test")
     by_idx: dict[int, set] = {}
     for r in rows:
         by_idx.setdefault(int(r["idx"]), set()).add(r["inputs_pretokenized"])
@@ -100,7 +103,7 @@ def test_promptsource_yaml_renders_through_our_tasks(tmp_path):
     )
     spec = promptsource.with_promptsource(SPECS["rte"], loaded)
     assert len(spec.templates) == len(SPECS["rte"].templates) + 2
-    registry.register_collection("ps_rte", [spec], flan2021.COLLECTION.vocabulary)
+    registry.register_collection("ps_rte", [spec], VOCAB)
     n = len(SPECS["rte"].templates)
     with mock_builder_data(num_examples=2):
         exs = _examples(seqio.get_mixture_or_task(f"ps_rte:rte:t{n}"), "test")

@@ -4,8 +4,9 @@ import pytest
 import seqio
 import tensorflow as tf
 
-from flan_jax import mixing, registry
-from flan_jax.registry import FunctionSource, RegistryError, TaskSpec
+from flan_jax import catalog, mixing, registry, vocab
+from flan_jax.registry import RegistryError, TaskSpec
+from flan_jax.sources import FunctionSource
 from flan_jax.templates import Template
 
 
@@ -116,7 +117,7 @@ def test_bad_heldout(collection):
 
 
 def test_demo_mixtures_registered():
-    registry.get_collection("demo")
+    catalog.get_collection("demo", vocab.get_vocabulary("byte"))
     names = seqio.MixtureRegistry.names()
     for cluster in ("nli", "sentiment", "arithmetic", "strings"):
         assert f"demo:heldout_{cluster}:train" in names

@@ -6,8 +6,9 @@ import pytest
 import seqio
 import tensorflow as tf
 
-from flan_jax import naming, registry
-from flan_jax.registry import FunctionSource, RegistryError, TaskSpec
+from flan_jax import catalog, naming, registry
+from flan_jax.registry import RegistryError, TaskSpec
+from flan_jax.sources import FunctionSource
 from flan_jax.templates import Template, TemplateError
 
 VOCAB = seqio.ByteVocabulary()
@@ -196,15 +197,15 @@ def test_duplicate_registration(toy):
     assert set(seqio.TaskRegistry.names()) == before
 
 
-def test_unknown_names():
-    with pytest.raises(RegistryError, match="unknown task 'demo:nope:t0'"):
-        registry.get_task_or_mixture("demo:nope:t0")
-    with pytest.raises(RegistryError, match="no collection 'zzz'"):
-        registry.get_task_or_mixture("zzz:a:t0")
-    with pytest.raises(RegistryError, match="unknown cluster 'nope' in collection 'demo'"):
-        registry.get_task_or_mixture("demo:heldout_nope:train")
-    with pytest.raises(RegistryError, match="is not a task or mixture name"):
-        registry.get_task_or_mixture("not a name")
+def test_bad_collection_rules_leave_the_registry_untouched():
+    before = set(seqio.TaskRegistry.names())
+    with pytest.raises(RegistryError, match="overlap rule names unknown dataset 'nope'"):
+        rule = registry.OverlapRule("toy", lambda ex: ex["text"], "nope", lambda ex: ex["text"])
+        registry.register_collection("regtest_ov", [_spec()], VOCAB, overlaps=[rule])
+    with pytest.raises(RegistryError, match="cluster_order of 'regtest_co' must list each"):
+        registry.register_collection("regtest_co", [_spec()], VOCAB, cluster_order=("beta",))
+    assert set(seqio.TaskRegistry.names()) == before
+    assert registry.registered_collection("regtest_ov") is None
 
 
 def test_registration_does_no_io():
@@ -222,7 +223,7 @@ def test_registration_does_no_io():
 
 
 def test_demo_golden_rendering():
-    registry.get_collection("demo")
+    catalog.get_collection("demo", VOCAB)
     ex = _texts("demo:fact_nli:t0", split="test")[0]
     assert ex["inputs_pretokenized"] == (
         "Premise: Yara has 9 orange shells and 2 purple shells.\n"

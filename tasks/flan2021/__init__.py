@@ -6,13 +6,16 @@ does no I/O: each TFDS builder is opened when one of its splits is first read (a
 line naming the builder and data dir if it is not prepared there). See
 ``docs/flan2021_datacard.md`` (``flan-jax datacard``) for the table of datasets.
 
-Mixtures (leave-one-cluster-out, ablations) are registered by ``flan_jax.mixtures.flan2021``.
+``register(vocabulary)`` registers the collection; ``flan_jax.catalog`` calls it once, with the
+run's vocabulary, when a ``flan2021:...`` name is first looked up. Mixtures (leave-one-cluster-out,
+ablations) are registered by ``flan_jax.mixtures.flan2021``.
 """
 
 from __future__ import annotations
 
-from flan_jax import vocab
-from flan_jax.registry import OverlapRule, register_collection
+import seqio
+
+from flan_jax.registry import Collection, OverlapRule, register_collection
 
 from . import (
     closed_book_qa,
@@ -104,14 +107,18 @@ OVERLAPS = (
     ),
 )
 
-COLLECTION = register_collection(
-    "flan2021",
-    SPECS,
-    vocab.default_vocabulary(),
-    exclusions=EXCLUSIONS,
-    cluster_order=CLUSTER_ORDER,
-    overlaps=OVERLAPS,
-)
+
+def register(vocabulary: seqio.Vocabulary) -> Collection:
+    """Registers the FLAN 2021 tasks with ``vocabulary`` (``flan_jax.catalog`` calls it once)."""
+    return register_collection(
+        "flan2021",
+        SPECS,
+        vocabulary,
+        exclusions=EXCLUSIONS,
+        cluster_order=CLUSTER_ORDER,
+        overlaps=OVERLAPS,
+    )
+
 
 # Official train-split sizes (public dataset statistics; the data card's "train size" column).
 # Datasets missing here are shown with the cap rule only. FLAN trains on min(n - dev, 30,000).

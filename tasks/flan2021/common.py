@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import tensorflow as tf
 
-from flan_jax.evaluation import metrics as metrics_lib
+from flan_jax import metrics as metrics_lib
 
 CAP = 30_000
 DEV_SIZE = 200
@@ -88,7 +88,7 @@ def label_ok(key: str = "label", num_classes: int | None = None) -> Callable[[Fi
 
 
 def metric(*names: str) -> tuple[Callable, ...]:
-    """The named metric functions of ``flan_jax.evaluation.metrics`` that exist (else EM)."""
+    """The named metric functions of ``flan_jax.metrics`` that exist (else EM)."""
     fns = tuple(getattr(metrics_lib, n) for n in names if hasattr(metrics_lib, n))
     return fns or (metrics_lib.exact_match,)
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from flan_jax.evaluation import metrics as metrics_lib
-from flan_jax.registry import TaskSpec, TfdsSource
+from flan_jax import metrics as metrics_lib
+from flan_jax.registry import TaskSpec
+from flan_jax.sources import TfdsSource
 from flan_jax.templates import Template
 
 from . import common
@@ -116,9 +117,6 @@ def _qnli_fields(ex):
         "answer": answer,
         "relation": relation,
     }
-
-
-_NLI_METRICS = common.ACCURACY
 
 
 def _anli(r: int) -> TaskSpec:

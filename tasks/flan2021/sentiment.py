@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from flan_jax.registry import TaskSpec, TfdsSource
+from flan_jax.registry import TaskSpec
+from flan_jax.sources import TfdsSource
 from flan_jax.templates import Template
 
 from . import common

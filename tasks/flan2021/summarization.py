@@ -6,7 +6,8 @@ Newsroom, SAMSum and XSum need files downloaded by hand (``TfdsSource.manual_dow
 
 from __future__ import annotations
 
-from flan_jax.registry import TaskSpec, TfdsSource
+from flan_jax.registry import TaskSpec
+from flan_jax.sources import TfdsSource
 from flan_jax.templates import Template
 
 from . import common

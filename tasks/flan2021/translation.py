@@ -6,7 +6,8 @@ from English (both directions of the pair, as FLAN mixes them).
 
 from __future__ import annotations
 
-from flan_jax.registry import TaskSpec, TfdsSource
+from flan_jax.registry import TaskSpec
+from flan_jax.sources import TfdsSource
 from flan_jax.templates import Template
 
 from . import common

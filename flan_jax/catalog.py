@@ -1,0 +1,144 @@
+"""Names -> registered collections, tasks and mixtures: the top of the data layer.
+
+A name's collection part names the module that declares it: ``tasks/<collection>.py`` (or
+package), installed as ``flan_jax.tasks.<collection>``, and optionally
+``mixtures/<collection>.py``. Such a module imports nothing but the data machinery and chooses
+no vocabulary; it exposes two functions the catalog calls, once per process:
+
+- ``flan_jax.tasks.<c>.register(vocabulary) -> Collection`` (usually one
+  ``registry.register_collection`` call);
+- ``flan_jax.mixtures.<c>.register(collection)`` (optional): its mixtures.
+
+``get_collection(name, vocabulary)`` imports and registers a collection the first time it is
+asked for; asking again with an equal vocabulary returns the same collection, asking with another
+one fails (seqio's task registry is process-global, so one process holds one registration of a
+name). ``get_task_or_mixture`` also builds, on first lookup, the names nothing registers up front:
+training variants (``:mix:tpl<n>``, ``:dedup_...``) and held-out mixtures of any cluster
+combination through ``flan_jax.mixing``, few-shot tasks (``:<k>shot``) through
+``flan_jax.fewshot``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import seqio
+
+from flan_jax import fewshot, mixing, naming, registry, vocab
+from flan_jax.registry import Collection, RegistryError
+
+TASKS_PACKAGE = "flan_jax.tasks"
+MIXTURES_PACKAGE = "flan_jax.mixtures"
+
+# Collections whose mixtures module has run (or that have none), so it runs once.
+_MIXTURES_DONE: set[str] = set()
+
+
+def available_collections() -> list[str]:
+    """Collections that can be loaded: the modules of the installed ``tasks/`` package."""
+    package = importlib.import_module(TASKS_PACKAGE)  # by name: the library imports no task module
+    return sorted(m.name for m in pkgutil.iter_modules(package.__path__))
+
+
+def get_collection(name: str, vocabulary: seqio.Vocabulary) -> Collection:
+    """The collection ``name`` with its tasks registered with ``vocabulary`` (loaded once).
+
+    Collections registered directly with ``registry.register_collection`` are found too.
+    """
+    naming.check_ident("collection", name)
+    collection = registry.registered_collection(name)
+    if collection is None:
+        collection = _register_tasks(name, vocabulary)
+    elif collection.vocabulary != vocabulary:
+        have, want = vocab.describe(collection.vocabulary), vocab.describe(vocabulary)
+        raise RegistryError(
+            f"collection '{name}' is registered with vocabulary {have} in this process, "
+            f"not {want}; use one vocabulary per process"
+        )
+    if name not in _MIXTURES_DONE:
+        _register_mixtures(collection)
+        _MIXTURES_DONE.add(name)
+    return collection
+
+
+def get_task_or_mixture(name: str, vocabulary: seqio.Vocabulary) -> seqio.Task | seqio.Mixture:
+    """A task or mixture by name, registering its collection (and the name) on first use."""
+    try:
+        parsed = naming.parse_name(name)
+    except naming.InvalidNameError as e:
+        raise RegistryError(f"unknown task or mixture '{name}': {e}") from None
+    collection = get_collection(parsed.collection, vocabulary)
+    if parsed.is_mixture:
+        if name not in seqio.MixtureRegistry.names():
+            # Held-out mixtures of any cluster combination are built on demand.
+            mixing.register_heldout_mixtures(
+                collection,
+                parsed.heldout,
+                num_templates=parsed.num_templates,
+                num_clusters=parsed.num_clusters,
+            )
+        if name in seqio.MixtureRegistry.names():
+            return seqio.MixtureRegistry.get(name)
+        raise RegistryError(f"unknown mixture '{name}'; `flan-jax list` shows the registered names")
+    if name in seqio.TaskRegistry.names():
+        return seqio.TaskRegistry.get(name)
+    if parsed.shots:
+        collection.spec(parsed.dataset)  # an unknown dataset fails here, naming the known ones
+        base = get_task_or_mixture(name.rsplit(":", 1)[0], vocabulary)
+        # The exemplars of a rank task are the examples of its generative twin (same template).
+        twin = naming.task_name(parsed.collection, parsed.dataset, parsed.template)
+        exemplars = get_task_or_mixture(twin, vocabulary) if parsed.rank else base
+        return fewshot.register_fewshot_task(base, parsed.shots, exemplars=exemplars)
+    if parsed.template is None and (parsed.num_templates or parsed.dedup):
+        collection.spec(parsed.dataset)
+        mixing.register_training_variant(
+            collection, parsed.dataset, num_templates=parsed.num_templates, dedup=parsed.dedup
+        )
+        return seqio.TaskRegistry.get(name)
+    raise RegistryError(f"unknown task '{name}'; `flan-jax list` shows the registered names")
+
+
+def _register_tasks(name: str, vocabulary: seqio.Vocabulary) -> Collection:
+    module = _import_optional(f"{TASKS_PACKAGE}.{name}")
+    if module is None:
+        raise RegistryError(
+            f"no collection '{name}': tasks/{name}.py does not exist; "
+            f"known collections: {', '.join(available_collections()) or 'none'}"
+        )
+    register = getattr(module, "register", None)
+    if not callable(register):
+        raise RegistryError(
+            f"tasks/{name}.py has no register(vocabulary) function; define one that returns "
+            "registry.register_collection(...) (see README, 'Adding a dataset')"
+        )
+    collection = register(vocabulary)
+    if not isinstance(collection, Collection) or collection.name != name:
+        raise RegistryError(
+            f"tasks/{name}.py: register(vocabulary) must return the Collection '{name}' "
+            f"(from registry.register_collection('{name}', ...)), got {collection!r:.80}"
+        )
+    return collection
+
+
+def _register_mixtures(collection: Collection) -> None:
+    module = _import_optional(f"{MIXTURES_PACKAGE}.{collection.name}")
+    if module is None:
+        return
+    register = getattr(module, "register", None)
+    if not callable(register):
+        raise RegistryError(
+            f"mixtures/{collection.name}.py has no register(collection) function; define one "
+            "that registers its mixtures (e.g. mixing.register_all_heldout_mixtures(collection))"
+        )
+    register(collection)
+
+
+def _import_optional(module: str):
+    """The module, or None when it does not exist (errors inside an existing module propagate)."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name == module:
+            return None
+        raise
