@@ -34,6 +34,7 @@ setuptools.setup(
         "flan_jax",
         "flan_jax.models",
         "flan_jax.cli",
+        "flan_jax.conversion",
         "flan_jax.evaluation",
         "flan_jax.tasks",
         "flan_jax.tasks.flan2021",
@@ -70,7 +71,7 @@ setuptools.setup(
         "tensorboard>=2.21,<2.22",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.6", "ruff>=0.6"],
+        "test": ["pytest>=8", "pytest-xdist>=3.6", "ruff>=0.6", "import-linter>=2.1"],
         # torch (CPU) + transformers: the reference implementation for parity tests and benches.
         "reference": ["torch==2.13.0", "transformers>=4.46"],
     },

@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import seqio  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
-from flan_jax import partitioning, registry  # noqa: E402
+from flan_jax import catalog, models, partitioning, vocab  # noqa: E402
 from flan_jax.evaluation import decoding, scoring  # noqa: E402
 from flan_jax.models import build_model, t5_config  # noqa: E402
 
@@ -49,8 +49,7 @@ def task_rows(name: str, n: int) -> list[dict]:
 def random_params(model, seed: int = 0):
     import flax.linen as nn
 
-    tok = jnp.ones((1, 4), jnp.int32)
-    boxed = jax.eval_shape(model.init, jax.random.key(0), tok, tok)["params"]
+    boxed = models.abstract_params(model.config)
     rng = np.random.default_rng(seed)
 
     def draw(leaf):
@@ -78,10 +77,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
 
-    registry.get_collection("demo")
-    mesh = partitioning.make_mesh(partitioning.MeshConfig())
+    catalog.get_collection("demo", vocab.get_vocabulary("byte"))
+    layout = partitioning.Layout.build(partitioning.MeshConfig())
     model = build_model(t5_config(args.size, vocab_size=259))
-    params = scoring.place_params(model, random_params(model), mesh)
+    # Placed once, as an evaluation does; scoring and decoding never move params.
+    params = layout.place(random_params(model), models.abstract_params(model.config))
     result: dict = {"model": f"t5-{args.size}", "devices": len(jax.devices()), "rank": {}}
 
     for task, k in (("demo:fact_nli:t0:rank", 3), ("demo:addition:t0:rank", 4)):
@@ -94,7 +94,7 @@ def main() -> None:
         for shared in (True, False):
             secs = timed(
                 lambda shared=shared, rows=rows, lengths=lengths: scoring.score_rows(
-                    model, params, rows, mesh, args.batch, lengths, shared=shared
+                    model, params, rows, layout, args.batch, lengths, shared=shared
                 ),
                 args.repeats,
             )
@@ -116,7 +116,7 @@ def main() -> None:
 
             def run(cfg=cfg, out=out):
                 out["tokens"] = decoding.decode_rows(
-                    model, params, prompts, mesh, len(prompts), lengths, cfg
+                    model, params, prompts, layout, len(prompts), lengths, cfg
                 )
 
             secs = timed(run, args.repeats)

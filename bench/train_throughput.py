@@ -55,8 +55,13 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from flan_jax import optim, partitioning, preflight, train, train_step  # noqa: E402
-from flan_jax.models import T5Config, build_model, param_count, t5_config  # noqa: E402
-from flan_jax.models.config import train_flops_per_example  # noqa: E402
+from flan_jax.models import (  # noqa: E402
+    T5Config,
+    build_model,
+    param_count,
+    t5_config,
+    train_flops_per_example,
+)
 
 LENGTHS = {"inputs": 512, "targets": 114}
 
@@ -256,7 +261,7 @@ def throughput(
     hf: bool,
 ) -> dict:
     tokens = batch * (LENGTHS["inputs"] + LENGTHS["targets"])
-    flops = train_flops_per_example(model_cfg, LENGTHS["inputs"], LENGTHS["targets"]) * batch
+    flops = train_flops_per_example(model_cfg, LENGTHS) * batch
     log(
         f"{size}: {param_count(model_cfg) / 1e6:.1f}M params, batch {batch}, "
         f"{flops / 1e12:.3f} TFLOP/step"

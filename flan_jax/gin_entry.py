@@ -1,6 +1,6 @@
 """Gin at the edge: parses gin files and ``--gin.NAME=VALUE`` flags into frozen configs.
 
-Gin binds only the config dataclasses (``TrainConfig``, ``T5Config``, ``DecoderConfig``,
+Gin binds only the config dataclasses (``TrainConfig``, every model family's config,
 ``MeshConfig``, ``OptimizerConfig``, ``EvalConfig``); the library never imports gin. Gin files
 resolve from the working directory first, then from the gin files shipped with the package, so
 ``--gin_file=experiments/demo_smoke.gin`` works from anywhere.
@@ -14,20 +14,18 @@ import logging
 import os
 import pathlib
 from collections.abc import Mapping, Sequence
-from typing import Any
 from importlib import resources
+from typing import Any
 
 import gin
 
-from flan_jax import optim, partitioning, train
+from flan_jax import models, optim, partitioning, train
 from flan_jax.evaluation import jobs as evaluate
-from flan_jax.models import DecoderConfig, T5Config
 
 CONFIGURABLES = (
     train.TrainConfig,
     evaluate.EvalConfig,
-    T5Config,
-    DecoderConfig,
+    *models.config_classes(),  # e.g. `MODEL = @T5Config()` in gin/models/*.gin
     partitioning.MeshConfig,
     optim.OptimizerConfig,
 )

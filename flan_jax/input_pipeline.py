@@ -15,7 +15,7 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
-from flan_jax import models, registry
+from flan_jax import catalog, models
 
 # seqio's feature converters by the batch layout a model family consumes
 # (`models.batch_layout`).
@@ -40,6 +40,7 @@ class TrainInput:
     model: models.ModelConfig
     pack: bool
     seed: int
+    vocabulary: seqio.Vocabulary  # the run's; the task is registered with it (catalog)
     shard_index: int = 0
     num_shards: int = 1
     batches_consumed: int = 0
@@ -48,7 +49,8 @@ class TrainInput:
         self._iterator = iter(self._dataset())
 
     def _dataset(self) -> tf.data.Dataset:
-        registry.get_task_or_mixture(self.name)  # clear error for unknown names, registers lazily
+        # A clear error for unknown names; registers the collection (with this vocabulary) lazily.
+        catalog.get_task_or_mixture(self.name, self.vocabulary)
         ds = seqio.get_dataset(
             self.name,
             task_feature_lengths=dict(self.task_feature_lengths),

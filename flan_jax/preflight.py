@@ -22,14 +22,9 @@ CPU compiler's layouts and fusions differ from TPU's, so the temporaries are an 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import math
-import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -38,7 +33,6 @@ import jax
 import numpy as np
 
 from flan_jax import input_pipeline, models, optim, partitioning, train, train_step
-from flan_jax.models import build_model, model_kind, param_count
 
 GIB = 1024**3
 
@@ -227,18 +221,6 @@ def abstract_batch(cfg: train.TrainConfig, mesh: jax.sharding.Mesh) -> dict[str,
     return out
 
 
-def _model_name(cfg: train.TrainConfig) -> str:
-    from flan_jax.models import DECODER_SIZES, T5_SIZES
-
-    t5 = model_kind(cfg.model) == "encoder_decoder"
-    sizes, arch = (T5_SIZES, "T5") if t5 else (DECODER_SIZES, "decoder-only")
-    fields = dataclasses.asdict(cfg.model)
-    for name, preset in sizes.items():
-        if all(fields[k] == v for k, v in preset.items()):
-            return f"{arch} {name}"
-    return f"{arch} d_model={cfg.model.d_model}"
-
-
 def preflight(
     cfg: train.TrainConfig,
     *,
@@ -259,7 +241,7 @@ def preflight(
     layout = partitioning.Layout.build(cfg.mesh, devices)
     mesh = layout.mesh
     partitioning.check_batch_size(cfg.batch_size, mesh)
-    model = build_model(cfg.model)
+    model = models.build_model(cfg.model)
     schedule = optim.make_schedule(cfg.optimizer, cfg.train_steps)
     tx = optim.make_optimizer(cfg.optimizer, cfg.train_steps)
     abstract, shardings, _, _ = train_step.build_state_shardings(model, tx, cfg, layout)
@@ -300,8 +282,8 @@ def preflight(
         num_devices=len(devices),
         mesh={k: int(v) for k, v in mesh.shape.items()},
         rules=cfg.mesh.rules,
-        model=_model_name(cfg),
-        param_count=param_count(cfg.model),
+        model=models.family_of(cfg.model).report_name(cfg.model),
+        param_count=models.param_count(cfg.model),
         batch_size=cfg.batch_size,
         task_feature_lengths=dict(cfg.task_feature_lengths),
         optimizer=cfg.optimizer.name,
@@ -328,131 +310,3 @@ def _device_limit(device: Any) -> int | None:
     except Exception:  # topology devices have no runtime to ask
         return None
     return stats.get("bytes_limit")
-
-
-# ---------------------------------------------------------------------------------------------
-# The CLI (gin at the edge: the config comes from the same flags as `flan-jax train`).
-
-# Macros `train` needs that preflight never reads: placeholders so a train config parses as is.
-_UNUSED_MACROS = {
-    "MODEL_DIR": '"/preflight/unused"',
-    "MIXTURE_OR_TASK_NAME": '"preflight:not_read"',
-    "TRAIN_STEPS": "1000000",
-}
-
-
-def config_from_gin(gin_args: Sequence[str]) -> train.TrainConfig:
-    """The TrainConfig of ``--gin_file=...`` / ``--gin.X=...`` flags, as ``flan-jax train`` builds
-    it (MODEL_DIR, MIXTURE_OR_TASK_NAME and TRAIN_STEPS may stay unset)."""
-    from flan_jax import gin_entry
-
-    files, bindings, rest = gin_entry.split_gin_args(gin_args)
-    if rest:
-        raise ValueError(f"unrecognized arguments: {' '.join(rest)}")
-    gin_entry.parse(files, bindings)
-    missing = [
-        f"{name} = {value}"
-        for name, value in _UNUSED_MACROS.items()
-        if str(gin_entry.macro(name)) == "%gin.REQUIRED"
-    ]
-    if missing:
-        gin_entry.parse(files, [*bindings, *missing])
-    return gin_entry.build_train_config()
-
-
-def cmd_preflight(args: argparse.Namespace) -> None:
-    """`flan-jax preflight --gin_file=... [--topology=v4-32] [--device_memory_gb=N] [--json]`."""
-    cfg = config_from_gin(args.extra)
-    notes: list[str] = []
-    devices = None
-    target = parse_topology(args.topology) if args.topology else None
-    memory = args.device_memory_gb
-    if target is None:
-        if jax.devices()[0].platform == "cpu":
-            notes.append("compiled for this host's CPU devices; --topology targets others")
-    else:
-        memory = target.device_memory_gib if memory is None else memory
-        parent_notes = os.environ.get(_FALLBACK_ENV)  # set when this is the re-executed child
-        if parent_notes is not None:
-            notes = json.loads(parent_notes)
-        elif target.tpu_kind:
-            devices, how = tpu_topology_devices(target)
-            notes.append(how)
-        if devices is None:
-            cpu = jax.devices("cpu")
-            if len(cpu) < target.num_devices:
-                if parent_notes is not None:
-                    raise ValueError(
-                        f"preflight: expected {target.num_devices} virtual CPU devices, got "
-                        f"{len(cpu)}; XLA_FLAGS may pin another count"
-                    )
-                sys.exit(_reexec_on_cpu(args, target.num_devices, notes))
-            devices = cpu[: target.num_devices]
-            notes.append(
-                f"laid out on {target.num_devices} virtual CPU devices instead: parameter, optimizer "
-                "and batch bytes are exact per-device shard sizes; activations/temporaries are "
-                "an estimate (CPU layouts and fusions, not the target's)"
-            )
-    report = preflight(
-        cfg,
-        devices=devices,
-        compile=not args.no_compile,
-        device_memory_gib=memory,
-        target=target.name if target else None,
-        notes=notes,
-    )
-    print(json.dumps(report.to_json()) if args.json else report.table())
-    if args.fail_if_not_fits and report.fits is False:
-        sys.exit(3)
-
-
-def _reexec_on_cpu(args: argparse.Namespace, n: int, notes: list[str]) -> int:
-    # XLA reads the virtual device count once, when the CPU backend starts: a fresh process.
-    flags = re.sub(
-        r"--xla_force_host_platform_device_count=\d+", "", os.environ.get("XLA_FLAGS", "")
-    )
-    env = {
-        **os.environ,
-        "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count={n}".strip(),
-        "JAX_PLATFORMS": "cpu",
-        _FALLBACK_ENV: json.dumps(notes),
-    }
-    argv = [sys.executable, "-m", "flan_jax.cli"]
-    if args.vocab:
-        argv.append(f"--vocab={args.vocab}")
-    argv += ["preflight", f"--topology={args.topology}", *args.extra]
-    if args.device_memory_gb is not None:
-        argv.append(f"--device_memory_gb={args.device_memory_gb}")
-    argv += [f for f in ("--json", "--no_compile", "--fail_if_not_fits") if getattr(args, f[2:])]
-    return subprocess.run(argv, env=env, check=False).returncode
-
-
-def add_preflight_parser(sub: Any) -> None:
-    """Adds the `preflight` subcommand to the CLI's subparsers."""
-    p = sub.add_parser(
-        "preflight",
-        help="per-device memory of a train config on a target mesh, compiled ahead of time",
-        description=__doc__.split("\n\n")[0],
-    )
-    p.add_argument(
-        "--topology",
-        default=None,
-        help="v4-32, v5e-16, v5p-8, v6e-8, ... or a device count (8, cpu:8); "
-        "default: this process's devices",
-    )
-    p.add_argument(
-        "--device_memory_gb",
-        type=float,
-        default=None,
-        help="memory per device in GiB (default: the TPU's HBM, or the device's own limit)",
-    )
-    p.add_argument("--json", action="store_true", help="one JSON object instead of the table")
-    p.add_argument(
-        "--no_compile",
-        action="store_true",
-        help="skip the compile: exact param/optimizer/batch bytes, no activation estimate",
-    )
-    p.add_argument(
-        "--fail_if_not_fits", action="store_true", help="exit with status 3 when it does not fit"
-    )
-    p.set_defaults(fn=cmd_preflight, accepts_gin=True)

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flan_jax import checkpoints, input_pipeline, models, optim, partitioning, train_step
+from flan_jax import checkpoints, input_pipeline, models, optim, partitioning, train_step, vocab
 
 log = logging.getLogger("flan_jax.train")
 
@@ -66,7 +66,8 @@ def train(
     )
 
     # == Data ==
-    _check_vocabulary(cfg)
+    vocabulary = vocab.get_vocabulary(cfg.vocabulary)  # built once, passed to the data layer
+    _check_vocabulary(cfg, vocabulary)
     data = input_pipeline.TrainInput(
         cfg.mixture_or_task_name,
         cfg.task_feature_lengths,
@@ -74,6 +75,7 @@ def train(
         model=cfg.model,
         pack=cfg.pack,
         seed=cfg.seed,
+        vocabulary=vocabulary,
         shard_index=shard_index,
         num_shards=num_shards,
     )
@@ -192,7 +194,7 @@ def train(
             save(done)
             window_t = time.perf_counter()  # keep checkpoint time out of step-time metrics
         if cfg.eval_every and done % cfg.eval_every == 0 and done != end:
-            _periodic_eval(cfg, model, state["params"], layout, done, writer)
+            _periodic_eval(cfg, vocabulary, model, state["params"], layout, done, writer)
             window_t = time.perf_counter()
     progress.close()
     ckpt.wait()
@@ -206,12 +208,12 @@ def train(
 # Helpers of the loop.
 
 
-def _check_vocabulary(cfg: TrainConfig) -> None:
+def _check_vocabulary(cfg: TrainConfig, vocabulary) -> None:
     import seqio
 
-    from flan_jax import registry
+    from flan_jax import catalog
 
-    provider = registry.get_task_or_mixture(cfg.mixture_or_task_name)
+    provider = catalog.get_task_or_mixture(cfg.mixture_or_task_name, vocabulary)
     task = provider.tasks[0] if isinstance(provider, seqio.Mixture) else provider
     size = task.output_features["targets"].vocabulary.vocab_size
     if cfg.model.vocab_size < size:
@@ -266,7 +268,7 @@ def _metric_writer(model_dir: str, is_host0: bool):
     )
 
 
-def _periodic_eval(cfg, model, params, layout, step, writer) -> None:
+def _periodic_eval(cfg, vocabulary, model, params, layout, step, writer) -> None:
     """Held-out eval mixture on the dev split, into MODEL_DIR/eval/step_<N> and TensorBoard."""
     from flan_jax.evaluation import evaluator
 
@@ -283,6 +285,7 @@ def _periodic_eval(cfg, model, params, layout, step, writer) -> None:
         splits=("validation",),
         batch_size=cfg.eval_batch_size,
         out_dir=f"{cfg.model_dir}/eval/step_{step}",
+        vocabulary=vocabulary,
     )
     scalars = {
         f"eval/{task}/{metric}": value

@@ -42,6 +42,8 @@ class TrainConfig:
       eval_every: run the held-out eval mixture every N steps (0: never).
       initial_checkpoint_path: INITIAL_CHECKPOINT_PATH: params to fine-tune from.
       prng_impl: JAX PRNG implementation for init and dropout.
+      vocabulary: VOCABULARY: ``byte``, ``t5`` or a SentencePiece ``.model`` path; the tasks are
+        registered with it (``vocab.get_vocabulary``, passed to the catalog).
     """
 
     model_dir: str
@@ -68,6 +70,7 @@ class TrainConfig:
     initial_checkpoint_path: str | None = None
     prng_impl: str = "threefry2x32"
     progress_bar: bool = True
+    vocabulary: str = "byte"
 
     def __post_init__(self):
         def bad(field: str, fix: str) -> ValueError:

@@ -9,9 +9,9 @@ import os
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_scoring import T5_CONFIG, host_params
+from test_scoring import T5_CONFIG, host_params, placed
 
-from flan_jax import partitioning, registry
+from flan_jax import catalog, partitioning, vocab
 from flan_jax.evaluation import aggregate, evaluator
 from flan_jax.evaluation.aggregate import TemplateResult
 from flan_jax.models import build_model
@@ -63,30 +63,34 @@ def test_writers(tmp_path):
     assert json.loads(open(path).read()) == {"input": "x", "scores": [1.0]}
 
 
+VOCAB = vocab.get_vocabulary("byte")
+
+
 @pytest.fixture(scope="module")
 def demo():
-    registry.get_collection("demo")
+    catalog.get_collection("demo", VOCAB)
 
 
 @pytest.fixture(scope="module")
-def mesh():
-    return partitioning.make_mesh(partitioning.MeshConfig())
+def layout():
+    return partitioning.Layout.build(partitioning.MeshConfig())
 
 
-def test_end_to_end_seqio_evaluator_tiny_t5(demo, mesh, tmp_path):
+def test_end_to_end_seqio_evaluator_tiny_t5(demo, layout, tmp_path):
     model = build_model(T5_CONFIG)
     tok = jnp.ones((1, 4), jnp.int32)
-    params = host_params(model, tok, tok)
+    params = placed(model, host_params(model, tok, tok), layout)
     tasks = ["demo:fact_nli:t0:rank", "demo:fact_nli:t4"]  # scored / generated
     out = evaluator.evaluate_mixture(
         model,
         params,
-        mesh,
+        layout,
         tasks,
         {"inputs": 192, "targets": 16},
         "validation",
         batch_size=16,
         out_dir=str(tmp_path),
+        vocabulary=VOCAB,
         num_examples=9,  # 3 examples x 3 options for the rank task
     )
     metrics = out["metrics"]["validation"]
@@ -102,18 +106,24 @@ def test_end_to_end_seqio_evaluator_tiny_t5(demo, mesh, tmp_path):
     assert len(generated) == 9 and {"input", "target", "prediction"} <= set(generated[0])
 
 
-def test_rank_classification_of_a_template_without_options_fails(demo, mesh):
+def test_rank_classification_of_a_template_without_options_fails(demo):
     with pytest.raises(evaluator.EvalError) as err:
-        evaluator.resolve_eval_tasks("demo:fact_nli:t4:rank", ["validation"])
+        evaluator.resolve_eval_tasks("demo:fact_nli:t4:rank", ["validation"], VOCAB)
     message = str(err.value)
     assert "template 4 of 'fact_nli' shows no options" in message and "\n" not in message
     assert "'demo:fact_nli:t4'" in message
 
 
-def test_missing_split_lists_the_task_splits(demo, mesh):
+def test_missing_split_lists_the_task_splits(demo, layout):
     with pytest.raises(evaluator.EvalError) as err:
         evaluator.evaluate_mixture(
-            None, None, mesh, "demo:fact_nli:t0:rank", {"inputs": 8, "targets": 8}, ["dev"]
+            None,
+            None,
+            layout,
+            "demo:fact_nli:t0:rank",
+            {"inputs": 8, "targets": 8},
+            ["dev"],
+            vocabulary=VOCAB,
         )
     message = str(err.value)
     assert "has no 'dev' split (its splits: train, validation, test)" in message

@@ -1,4 +1,4 @@
-"""Tests for flan_jax.convert: numerical parity with transformers' T5, round trips, T5X layout.
+"""Tests for flan_jax.conversion (T5 converter): numerical parity with transformers' T5, round trips, T5X layout.
 
 The reference is a small randomly initialized `transformers.T5ForConditionalGeneration` (fp32,
 gated-GELU, untied, d_model != heads * d_kv, 2 encoder / 3 decoder layers). Every test that needs
@@ -10,18 +10,21 @@ from __future__ import annotations
 import functools
 import json
 import os
-from dataclasses import replace as dataclasses_replace
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flan_jax import convert
+from flan_jax import conversion, models
+from flan_jax.conversion import base
+from flan_jax.conversion import t5 as t5_conversion
 from flan_jax.models import T5, T5Config
-from flan_jax.partitioning import MeshConfig, make_mesh
+from flan_jax.partitioning import Layout, MeshConfig
 
 HF_CONFIG = dict(
+    model_type="t5",
     feed_forward_proj="gated-gelu",
     d_model=48,
     num_heads=4,
@@ -41,7 +44,8 @@ def _hf_model(tied: bool = False, seed: int = 0):
     transformers = pytest.importorskip("transformers")
     torch = pytest.importorskip("torch")
     torch.manual_seed(seed)
-    kwargs = dict(HF_CONFIG) if tied else dict(HF_CONFIG, tie_word_embeddings=False)
+    kwargs = {k: v for k, v in HF_CONFIG.items() if k != "model_type"}
+    kwargs = kwargs if tied else dict(kwargs, tie_word_embeddings=False)
     model = transformers.T5ForConditionalGeneration(transformers.T5Config(**kwargs)).eval()
     if not tied:
         d, v = HF_CONFIG["d_model"], HF_CONFIG["vocab_size"]
@@ -102,7 +106,7 @@ def hf(tmp_path_factory):
     model = _hf_model()
     path = tmp_path_factory.mktemp("hf") / "t5"
     model.save_pretrained(path, safe_serialization=True)
-    return model, path, convert.import_hf(path)
+    return model, path, conversion.import_hf(path)
 
 
 # ----------------------------------------------------------------------------- Hugging Face
@@ -120,7 +124,7 @@ def test_import_config_and_vocabulary(hf):
         num_decoder_layers=3,
     )
     assert imported.vocabulary is None  # 128 rows: no public vocabulary
-    assert convert.vocabulary_for(32128) == "t5" and convert.vocabulary_for(250112) == "mt5"
+    assert conversion.vocabulary_for(32128) == "t5" and conversion.vocabulary_for(250112) == "mt5"
 
 
 def test_import_parity_with_transformers(hf):
@@ -163,7 +167,7 @@ def test_greedy_decoding_matches_transformers(hf):
 def test_tied_scaled_lm_head_imports_with_the_same_logits(tmp_path):
     model = _hf_model(tied=True, seed=3)
     model.save_pretrained(tmp_path / "tied", safe_serialization=True)
-    imported = convert.import_hf(tmp_path / "tied")
+    imported = conversion.import_hf(tmp_path / "tied")
     enc, dec = _batch()
     _, ref_logits = _hf_forward(model, enc, dec)
     _, logits = _ours(imported.config, imported.params, enc, dec)
@@ -173,7 +177,7 @@ def test_tied_scaled_lm_head_imports_with_the_same_logits(tmp_path):
 def _random_params(config: T5Config, seed: int = 0):
     """Host-drawn params for `T5(config)` (no jitted init: slow to compile on CPU)."""
     rng = np.random.default_rng(seed)
-    abstract = jax.tree.map(lambda x: x, convert.nn.meta.unbox(convert._abstract_params(config)))
+    abstract = nn.meta.unbox(models.abstract_params(config))
 
     def draw(path, leaf):
         name = jax.tree_util.keystr(path)
@@ -193,10 +197,10 @@ def test_export_loads_in_transformers_with_the_same_logits(tmp_path):
         num_decoder_layers=3,
     )  # fmt: skip
     params = _random_params(config, seed=5)
-    ckpt = convert.save_imported(
-        tmp_path / "ours", convert.ImportedModel(params, config, None, {"format": "test"})
+    ckpt = conversion.save_imported(
+        tmp_path / "ours", conversion.ImportedModel(params, config, None, {"format": "test"})
     )
-    out = convert.export_hf(ckpt, tmp_path / "hf")
+    out = conversion.export_hf(ckpt, tmp_path / "hf")
     assert sorted(os.listdir(out)) == ["config.json", "model.safetensors"]
     model, info = transformers.T5ForConditionalGeneration.from_pretrained(
         out, output_loading_info=True
@@ -213,17 +217,23 @@ def test_export_loads_in_transformers_with_the_same_logits(tmp_path):
 
 def test_round_trip_import_export_import(hf, tmp_path):
     _, _, imported = hf
-    ckpt = convert.save_imported(tmp_path / "ours", imported)
-    config, vocabulary = convert.read_model_config(ckpt)
+    ckpt = conversion.save_imported(tmp_path / "ours", imported)
+    meta = json.loads((ckpt / conversion.MODEL_CONFIG_FILE).read_text())
+    assert meta["family"] == "t5" and meta["config"]["d_model"] == 48
+    config, vocabulary = conversion.read_model_config(ckpt)
     assert config == imported.config and vocabulary is None
-    exported = convert.export_hf(ckpt, tmp_path / "hf", max_shard_bytes=64 * 1024)
+    exported = conversion.export_hf(ckpt, tmp_path / "hf", max_shard_bytes=64 * 1024)
     assert (exported / "model.safetensors.index.json").exists()  # sharded on the way out
-    again = convert.import_hf(exported)
+    again = conversion.import_hf(exported)
     assert again.config == imported.config
     _assert_same_tree(again.params, imported.params)
+    # model_config.json files of the first format (no family name) still read as T5.
+    legacy = {"format": "flan_jax.t5_params/v1", "model": "t5", "config": meta["config"]}
+    (ckpt / conversion.MODEL_CONFIG_FILE).write_text(json.dumps(legacy))
+    assert conversion.read_model_config(ckpt)[0] == imported.config
     # Without model_config.json the config is inferred from the checkpoint's shapes.
-    (ckpt / convert.MODEL_CONFIG_FILE).unlink()
-    params, inferred, _ = convert.load_params(ckpt)
+    (ckpt / conversion.MODEL_CONFIG_FILE).unlink()
+    params, inferred, _ = conversion.load_params(ckpt)
     assert inferred == imported.config
     _assert_same_tree(params, imported.params)
 
@@ -235,39 +245,38 @@ def test_export_from_a_training_step_dir(hf, tmp_path):
     state = {"step": np.int32(3), "params": imported.params, "opt_state": {"count": np.int32(3)}}
     with Checkpointer(tmp_path / "run", async_save=False) as ckpt:
         ckpt.save(3, state, data={"batches_consumed": 3})
-    exported = convert.export_hf(tmp_path / "run" / "3", tmp_path / "hf")  # config from shapes
-    _assert_same_tree(convert.import_hf(exported).params, imported.params)
+    exported = conversion.export_hf(tmp_path / "run" / "3", tmp_path / "hf")  # config from shapes
+    _assert_same_tree(conversion.import_hf(exported).params, imported.params)
 
 
 def test_import_onto_a_mesh_from_sharded_safetensors(hf, tmp_path):
     model, _, imported = hf
     model.save_pretrained(tmp_path / "sharded", safe_serialization=True, max_shard_size="40KB")
     assert (tmp_path / "sharded" / "model.safetensors.index.json").exists()
-    mesh = make_mesh(MeshConfig(data=2, model=4))
-    placed = convert.import_hf(tmp_path / "sharded", mesh=mesh)
+    layout = Layout.build(MeshConfig(data=2, model=4))
+    placed = conversion.import_hf(tmp_path / "sharded", layout=layout)
     _assert_same_tree(placed.params, imported.params)
     query = placed.params["encoder"]["layers_0"]["attention"]["query"]
-    assert query.sharding.mesh.shape == mesh.shape
+    assert query.sharding.mesh.shape == layout.mesh.shape
     assert tuple(query.sharding.spec) == (None, "model", None)  # (embed, heads, kv)
     logits = placed.params["decoder"]["logits_dense"]
     assert tuple(logits.sharding.spec) == (None, "model")  # (embed, vocab)
 
 
-def test_cli_convert_both_ways(hf, tmp_path, capsys):
+def test_convert_command_both_ways(hf, tmp_path, capsys):
     from flan_jax import cli
 
     _, path, imported = hf
-    parser = cli.build_parser()
-    args = parser.parse_args(["convert", "--from", "hf", str(path), str(tmp_path / "ours")])
-    args.fn(args)
-    assert "INITIAL_CHECKPOINT_PATH" in capsys.readouterr().out
-    args = parser.parse_args(
-        ["convert", "--to", "hf", str(tmp_path / "ours"), str(tmp_path / "hf")]
-    )
-    args.fn(args)
+    assert cli.main(["convert", "--from", "hf", str(path), str(tmp_path / "ours")]) == 0
+    out = capsys.readouterr().out
+    assert "INITIAL_CHECKPOINT_PATH" in out and "T5 d_model=48" in out
+    export = ["convert", "--to", "hf", str(tmp_path / "ours"), str(tmp_path / "hf")]
+    assert cli.main(export) == 0
     assert json.loads((tmp_path / "hf" / "config.json").read_text())["d_kv"] == 16
-    with pytest.raises(convert.ConversionError, match="not empty"):
-        args.fn(args)  # refuses to overwrite
+    assert "T5ForConditionalGeneration" in capsys.readouterr().out
+    assert cli.main(export) == 2  # refuses to overwrite, in one line
+    err = capsys.readouterr().err
+    assert "not empty" in err and err.count("\n") == 1
 
 
 # ----------------------------------------------------------------------------- T5X layout
@@ -281,8 +290,8 @@ def _write_t5x(directory, params, config: T5Config) -> None:
     from flax import serialization
 
     target: dict = {}
-    for entry in convert.param_map(config):
-        x = np.asarray(convert._get(params, entry.ours))
+    for entry in t5_conversion.param_map(config):
+        x = np.asarray(base.get(params, entry.ours))
         if entry.kind == "qkv":
             x = x.reshape(x.shape[0], -1)
         elif entry.kind == "out":
@@ -305,7 +314,7 @@ def _write_t5x(directory, params, config: T5Config) -> None:
             absolute = dict(spec, kvstore={"driver": "file", "path": str(directory / name)})
             ts.open(absolute, create=True, open=True).result().write(x).result()
             leaf = spec
-        convert._set(target, tuple(entry.t5x.split("/")), leaf)
+        base.put(target, tuple(entry.t5x.split("/")), leaf)
     contents = {
         "version": 3,
         "optimizer": {"target": target, "state": {"step": np.int32(1000), "param_states": {}}},
@@ -323,7 +332,7 @@ def test_t5x_checkpoint_imports_identically(tmp_path):
     directory.mkdir()
     _write_t5x(directory, params, config)
     assert (directory / "target.encoder.layers_0.attention.query.kernel" / ".zarray").exists()
-    imported = convert.import_t5x(directory)
+    imported = conversion.import_t5x(directory)
     assert imported.config == config
     _assert_same_tree(imported.params, params)
 
@@ -337,7 +346,7 @@ def test_t5x_gcs_spec_is_built_from_the_checkpoint_path():
         "path": "target.token_embedder.embedding",
         "metadata": {"shape": [4, 2]},
     }
-    spec = convert._absolute_ts_spec(written, "gs://my-bucket/t5x/flan_t5_small/checkpoint_1")
+    spec = base.absolute_ts_spec(written, "gs://my-bucket/t5x/flan_t5_small/checkpoint_1")
     assert spec["kvstore"] == {
         "driver": "gcs",
         "bucket": "my-bucket",
@@ -351,17 +360,17 @@ def test_t5x_gcs_spec_is_built_from_the_checkpoint_path():
 
 def test_missing_config_json(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"")
-    with pytest.raises(convert.ConversionError, match="has no config.json"):
-        convert.import_hf(tmp_path)
+    with pytest.raises(conversion.ConversionError, match="has no config.json"):
+        conversion.import_hf(tmp_path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        convert.import_hf(tmp_path / "nowhere")
+        conversion.import_hf(tmp_path / "nowhere")
 
 
 def test_unreadable_safetensors(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(HF_CONFIG))
     (tmp_path / "model.safetensors").write_bytes(b"truncated")
-    with pytest.raises(convert.ConversionError, match="not a readable safetensors file"):
-        convert.import_hf(tmp_path)
+    with pytest.raises(conversion.ConversionError, match="not a readable safetensors file"):
+        conversion.import_hf(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -378,15 +387,15 @@ def test_tensors_that_do_not_fit_a_t5(tmp_path, tensors, match):
     (tmp_path / "config.json").write_text(json.dumps(HF_CONFIG))
     arrays = {k: np.zeros(shape, np.float32) for k, shape in tensors.items()}
     save_file(arrays, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
-    with pytest.raises(convert.ConversionError, match=match):
-        convert.import_hf(tmp_path)
+    with pytest.raises(conversion.ConversionError, match=match):
+        conversion.import_hf(tmp_path)
 
 
 def test_pickle_only_directory_is_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(HF_CONFIG))
     (tmp_path / "pytorch_model.bin").write_bytes(b"not even read")
-    with pytest.raises(convert.ConversionError) as e:
-        convert.import_hf(tmp_path)
+    with pytest.raises(conversion.ConversionError) as e:
+        conversion.import_hf(tmp_path)
     message = str(e.value)
     assert "\n" not in message
     assert "pytorch_model.bin" in message and "never unpickles" in message
@@ -400,8 +409,8 @@ def test_shape_mismatch_with_the_config(hf, tmp_path):
     os.symlink(path / "model.safetensors", broken / "model.safetensors")
     config = json.loads((path / "config.json").read_text())
     (broken / "config.json").write_text(json.dumps(dict(config, d_ff=64)))
-    with pytest.raises(convert.ConversionError) as e:
-        convert.import_hf(broken)
+    with pytest.raises(conversion.ConversionError) as e:
+        conversion.import_hf(broken)
     message = str(e.value)
     assert "\n" not in message
     assert "DenseReluDense.wi_0.weight' has shape (96, 48)" in message
@@ -412,24 +421,24 @@ def test_shape_mismatch_with_the_config(hf, tmp_path):
     "change, match",
     [
         ({"feed_forward_proj": "relu"}, "gated-GELU MLP only"),
-        ({"model_type": "bart"}, "is not T5-shaped"),
+        ({"model_type": "bart"}, "model_type='bart' has no flan_jax converter.*'mt5'"),
+        ({"model_type": None}, "model_type=None has no flan_jax converter"),
     ],
 )
 def test_unsupported_configs(tmp_path, change, match):
     (tmp_path / "config.json").write_text(json.dumps(dict(HF_CONFIG, **change)))
     (tmp_path / "model.safetensors").write_bytes(b"")
-    with pytest.raises(convert.ConversionError, match=match):
-        convert.import_hf(tmp_path)
+    with pytest.raises(conversion.ConversionError, match=match):
+        conversion.import_hf(tmp_path)
 
 
-def test_check_vocab():
-    small = T5Config(vocab_size=128, d_model=48, num_heads=4, head_dim=16, d_ff=96)
-    convert.check_vocab(small, 100)
-    convert.check_vocab(dataclasses_replace(small, vocab_size=32128), "t5")
-    with pytest.raises(convert.ConversionError) as e:
-        convert.check_vocab(small, "t5")
-    message = str(e.value)
-    assert "\n" not in message
-    assert "vocab_size=128" in message and "32100 tokens" in message and "--vocab t5" in message
-    with pytest.raises(convert.ConversionError, match="259 tokens"):
-        convert.check_vocab(small, "byte")
+def test_model_config_records_name_their_family():
+    lm = models.decoder_config("tiny", vocab_size=128)
+    record = {"family": "decoder", "config": models.describe(lm)}
+    assert conversion.config_from_json(record) == lm
+    bare = {"vocab_size": 128, "d_model": 48, "num_heads": 4, "head_dim": 16, "d_ff": 96}
+    assert conversion.config_from_json(bare) == T5Config(**bare)  # no family: T5 (legacy)
+    with pytest.raises(conversion.ConversionError, match="no field 'num_layers'"):
+        conversion.config_from_json({"num_layers": 2})
+    with pytest.raises(conversion.ConversionError, match="'decoder' has no checkpoint converter"):
+        conversion.converter_for(lm)

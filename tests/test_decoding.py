@@ -10,9 +10,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_scoring import BATCH, LENGTHS, LM_CONFIG, ROWS, T5_CONFIG, host_params  # shared
+from test_scoring import (  # shared
+    BATCH,
+    LENGTHS,
+    LM_CONFIG,
+    ROWS,
+    T5_CONFIG,
+    host_params,
+    placed,
+)
 
-from flan_jax import partitioning
+from flan_jax import models, partitioning
 from flan_jax.evaluation import decoding, scoring
 from flan_jax.evaluation.decoding import DecodeConfig
 from flan_jax.models import T5, DecoderOnly, build_model
@@ -21,29 +29,29 @@ INPUTS = [r["inputs"] for r in ROWS[::3]]  # 8 distinct prompts of different len
 
 
 @pytest.fixture(scope="module")
-def mesh():
-    return partitioning.make_mesh(partitioning.MeshConfig())
+def layout():
+    return partitioning.Layout.build(partitioning.MeshConfig())
 
 
 @pytest.fixture(scope="module", params=["t5", "decoder_only"])
-def setup(request):
+def setup(request, layout):
     if request.param == "t5":
         model = build_model(T5_CONFIG)
         tok = jnp.ones((1, 4), jnp.int32)
-        return model, host_params(model, tok, tok)
+        return model, placed(model, host_params(model, tok, tok), layout)
     model = build_model(LM_CONFIG)
-    return model, host_params(model, jnp.ones((1, 4), jnp.int32), seed=1)
+    return model, placed(model, host_params(model, jnp.ones((1, 4), jnp.int32), seed=1), layout)
 
 
-def _decode(setup, mesh, config):
+def _decode(setup, layout, config):
     model, params = setup
-    return decoding.decode_rows(model, params, INPUTS, mesh, BATCH, LENGTHS, config)
+    return decoding.decode_rows(model, params, INPUTS, layout, BATCH, LENGTHS, config)
 
 
-def _model_scores(setup, mesh, tokens) -> np.ndarray:
+def _model_scores(setup, layout, tokens) -> np.ndarray:
     model, params = setup
     rows = [{"inputs": i, "targets": decoding.trim_at_eos(t)} for i, t in zip(INPUTS, tokens)]
-    return scoring.score_rows(model, params, rows, mesh, BATCH, LENGTHS, shared=False)
+    return scoring.score_rows(model, params, rows, layout, BATCH, LENGTHS, shared=False)
 
 
 def _check_eos_padding(tokens: np.ndarray) -> None:
@@ -52,29 +60,29 @@ def _check_eos_padding(tokens: np.ndarray) -> None:
             assert all(t == 0 for t in row[row.index(1) + 1 :]), row
 
 
-def test_cache_equals_recompute_and_sampling_top_k_1_is_greedy(setup, mesh):
-    greedy = _decode(setup, mesh, DecodeConfig())
+def test_cache_equals_recompute_and_sampling_top_k_1_is_greedy(setup, layout):
+    greedy = _decode(setup, layout, DecodeConfig())
     assert greedy.shape == (len(INPUTS), LENGTHS["targets"])
-    np.testing.assert_array_equal(_decode(setup, mesh, DecodeConfig(use_cache=False)), greedy)
+    np.testing.assert_array_equal(_decode(setup, layout, DecodeConfig(use_cache=False)), greedy)
     if isinstance(setup[0], T5):  # one model kind is enough for the token choice itself
-        top1 = _decode(setup, mesh, DecodeConfig("sample", temperature=1.5, top_k=1, seed=7))
+        top1 = _decode(setup, layout, DecodeConfig("sample", temperature=1.5, top_k=1, seed=7))
         np.testing.assert_array_equal(top1, greedy)
     _check_eos_padding(greedy)
     # Prompts differ in length: the per-example rows must not all be the same.
     assert len({tuple(r) for r in greedy.tolist()}) > 1
 
 
-def test_beam_search_scores_at_least_greedy(setup, mesh):
-    greedy = _decode(setup, mesh, DecodeConfig())
-    beam = _decode(setup, mesh, DecodeConfig("beam", num_beams=4, alpha=0.0))
+def test_beam_search_scores_at_least_greedy(setup, layout):
+    greedy = _decode(setup, layout, DecodeConfig())
+    beam = _decode(setup, layout, DecodeConfig("beam", num_beams=4, alpha=0.0))
     _check_eos_padding(beam)
     if isinstance(setup[0], DecoderOnly):  # beams reorder the vmapped per-example caches
         no_cache = _decode(
-            setup, mesh, DecodeConfig("beam", num_beams=4, alpha=0.0, use_cache=False)
+            setup, layout, DecodeConfig("beam", num_beams=4, alpha=0.0, use_cache=False)
         )
         np.testing.assert_array_equal(no_cache, beam)
-    greedy_scores = _model_scores(setup, mesh, greedy)
-    beam_scores = _model_scores(setup, mesh, beam)
+    greedy_scores = _model_scores(setup, layout, greedy)
+    beam_scores = _model_scores(setup, layout, beam)
     assert np.all(beam_scores >= greedy_scores - 1e-4), (beam_scores, greedy_scores)
 
 
@@ -89,7 +97,7 @@ def _scripted_stepper(n: int, vocab: int = 8):
         tok = jnp.where(i < rows, 3, jnp.where(i == rows, 1, 4))
         return jax.nn.one_hot(tok, vocab) * 10.0
 
-    return decoding._Stepper(
+    return models.Stepper(
         start=lambda: (logits_at(0), jnp.int32(0)),
         step=lambda state, tokens, i: (logits_at(i + 1), state + 1),
         reorder=lambda state, rows: state,

@@ -15,6 +15,7 @@ import numpy as np
 import optax
 import pytest
 
+from flan_jax import models
 from flan_jax.models import (
     T5,
     DecoderConfig,
@@ -22,8 +23,8 @@ from flan_jax.models import (
     T5Config,
     build_model,
     decoder_config,
+    family_of,
     init_decode_cache,
-    model_kind,
     param_count,
     t5_config,
     train_flops_per_example,
@@ -163,15 +164,66 @@ def test_presets_and_kind():
     xxl = t5_config("xxl")
     assert (xxl.d_model, xxl.num_heads, xxl.d_ff, xxl.num_decoder_layers) == (4096, 64, 10240, 24)
     assert t5_config("tiny", vocab_size=100).vocab_size == 100
-    assert model_kind(small) == "encoder_decoder"
-    assert model_kind(decoder_config("tiny")) == "decoder_only"
+    assert family_of(small).batch_layout == "encoder_decoder"
+    assert family_of(decoder_config("tiny")).batch_layout == "prefix_lm"
     assert isinstance(build_model(small), T5)
     assert isinstance(build_model(decoder_config("small")), DecoderOnly)
+    assert models.preset("t5", "small") == small
+    assert models.preset("decoder", "tiny", vocab_size=VOCAB) == decoder_config(
+        "tiny", vocab_size=VOCAB
+    )
+
+
+def test_family_registry_and_records():
+    assert set(models.FAMILIES) == {"t5", "decoder"}
+    assert set(models.config_classes()) == {T5Config, DecoderConfig}
+    for config, name, report in [
+        (t5_config("base", vocab_size=VOCAB), "t5", "T5 base"),
+        (decoder_config("small"), "decoder", "decoder-only small"),
+        (t5_config("tiny", d_model=96), "t5", "T5 d_model=96"),
+    ]:
+        family = family_of(config)
+        assert family is models.family_named(name) and family.name == name
+        assert family.report_name(config) == report
+        record = models.describe(config)
+        assert record["family"] == name
+        assert family.config_from_fields(record) == config  # checkpoint metadata round trip
+    with pytest.raises(TypeError, match="no model family's config"):
+        family_of(dict(d_model=3))
+    with pytest.raises(ValueError, match="unknown model family 'bert'"):
+        models.family_named("bert")
+    with pytest.raises(ValueError, match="no field 'num_layers'"):
+        models.family_named("t5").config_from_fields({"num_layers": 2})
+
+
+def test_feature_lengths_dummy_batch_and_abstract_params():
+    lengths = {"inputs": 6, "targets": 4}
+    t5 = t5_config("tiny", vocab_size=VOCAB)
+    lm = decoder_config("tiny", vocab_size=VOCAB)
+    assert models.model_feature_lengths(t5, lengths) == {
+        "encoder_input_tokens": 6,
+        "decoder_target_tokens": 4,
+    }
+    assert models.model_feature_lengths(lm, lengths) == {"decoder_target_tokens": 10}
+    assert {k: v.shape for k, v in models.dummy_batch(t5, lengths, 2).items()} == {
+        "encoder_input_tokens": (2, 6),
+        "decoder_input_tokens": (2, 4),
+        "decoder_target_tokens": (2, 4),
+    }
+    assert {k: v.shape for k, v in models.dummy_batch(lm, lengths, 2).items()} == {
+        "decoder_input_tokens": (2, 10),
+        "decoder_target_tokens": (2, 10),
+    }
+    for config in (t5, lm):
+        boxed = models.abstract_params(config)
+        assert sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nn.unbox(boxed))) == (
+            param_count(config)
+        )
 
 
 @pytest.mark.parametrize("size, tflop", [("small", 0.106), ("base", 0.426), ("large", 1.47)])
 def test_train_flops_match_t5_md(size, tflop):
-    got = train_flops_per_example(t5_config(size), 512, 114) / 1e12
+    got = train_flops_per_example(t5_config(size), {"inputs": 512, "targets": 114}) / 1e12
     assert got == pytest.approx(tflop, rel=0.01)
 
 
@@ -179,7 +231,7 @@ def test_decoder_only_flops_formula():
     cfg = decoder_config("tiny", vocab_size=VOCAB)
     d, a, f, s = 64, 64, 128, 10
     expected = 3 * (2 * (2 * s * (4 * d * a + 3 * d * f) + 4 * s * s * a) + 2 * s * d * VOCAB)
-    assert train_flops_per_example(cfg, 6, 4) == expected
+    assert train_flops_per_example(cfg, {"inputs": 6, "targets": 4}) == expected
 
 
 def _abstract_param_size(model: nn.Module, *args) -> int:

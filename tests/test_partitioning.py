@@ -220,6 +220,33 @@ def test_activation_constraints_resolve_inside_with_sharding_rules():
     assert jax.sharding.get_abstract_mesh().empty
 
 
+def test_layout_places_params_once_and_feeds_batches():
+    """What evaluation asks of a Layout: place params (a restore target or host arrays), split
+    host batches, round batch sizes, and trace vmapped code without the batch rule."""
+    layout = part.Layout.build(part.MeshConfig(data=2, model=4))
+    assert layout == part.Layout.build(part.MeshConfig(data=2, model=4))  # jit caches key on it
+    _, boxed, _, params = _born_sharded(part.MeshConfig(data=2, model=4))
+    target = layout.abstract_on_mesh(boxed["params"])
+    assert target["wi"].sharding.spec == P(None, "model") and target["wi"].shape == (8, 16)
+    host = jax.device_get(params["params"])
+    placed = layout.place(host, boxed["params"])
+    assert placed["wi"].sharding.is_equivalent_to(NamedSharding(layout.mesh, P(None, "model")), 2)
+    assert layout.place(placed, boxed["params"])["wi"] is placed["wi"]  # already there: no copy
+    assert [layout.batch_unit(n) for n in (0, 1, 2, 3, 5)] == [2, 2, 2, 4, 6]
+    batch = layout.to_mesh(np.zeros((4, 3), np.int32))
+    assert batch.sharding.is_equivalent_to(NamedSharding(layout.mesh, P(DP, None)), 2)
+    assert dict(layout.without_batch().rules)["batch"] is None
+    assert dict(layout.without_batch().rules)["vocab"] == "model"
+
+    @layout.on_mesh
+    @jax.jit
+    def constrained(x):
+        return nn.with_logical_constraint(x, ("batch", "length", "mlp"))
+
+    out = constrained(jnp.zeros((8, 4, 16)))
+    assert out.sharding.is_equivalent_to(NamedSharding(layout.mesh, P(DP, None, "model")), 3)
+
+
 # ------------------------------------------------------------------------ optimizer state
 
 

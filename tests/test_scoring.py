@@ -13,8 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flan_jax import partitioning
-from flan_jax.evaluation import metrics, scoring
+from flan_jax import metrics, models, partitioning
+from flan_jax.evaluation import scoring
 from flan_jax.models import build_model, decoder_config, t5_config
 
 VOCAB = 259
@@ -61,22 +61,27 @@ def make_rows(seed: int = 0) -> list[dict]:
 ROWS = make_rows()
 
 
-@pytest.fixture(scope="module")
-def mesh():
-    return partitioning.make_mesh(partitioning.MeshConfig())
+def placed(model: nn.Module, params, layout: partitioning.Layout):
+    """Params laid out on the layout once, as jobs.evaluate and train hand them over."""
+    return layout.place(params, models.abstract_params(model.config))
 
 
 @pytest.fixture(scope="module")
-def t5():
+def layout():
+    return partitioning.Layout.build(partitioning.MeshConfig())
+
+
+@pytest.fixture(scope="module")
+def t5(layout):
     model = build_model(T5_CONFIG)
     tok = jnp.ones((1, 4), jnp.int32)
-    return model, host_params(model, tok, tok)
+    return model, placed(model, host_params(model, tok, tok), layout)
 
 
 @pytest.fixture(scope="module")
-def lm():
+def lm(layout):
     model = build_model(LM_CONFIG)
-    return model, host_params(model, jnp.ones((1, 4), jnp.int32), seed=1)
+    return model, placed(model, host_params(model, jnp.ones((1, 4), jnp.int32), seed=1), layout)
 
 
 HAND_ROWS = 32  # the hand-computed forwards pad to one shape: one compilation each
@@ -122,24 +127,24 @@ def lm_by_hand(model, params, rows) -> np.ndarray:
     return np.array(out)
 
 
-def test_t5_scores_equal_hand_computed_and_shared_equals_per_option(t5, mesh):
+def test_t5_scores_equal_hand_computed_and_shared_equals_per_option(t5, layout):
     model, params = t5
     expected, _ = t5_by_hand(model, params, ROWS)
-    naive = scoring.score_rows(model, params, ROWS, mesh, BATCH, LENGTHS, shared=False)
-    shared = scoring.score_rows(model, params, ROWS, mesh, BATCH, LENGTHS, shared=True)
+    naive = scoring.score_rows(model, params, ROWS, layout, BATCH, LENGTHS, shared=False)
+    shared = scoring.score_rows(model, params, ROWS, layout, BATCH, LENGTHS, shared=True)
     np.testing.assert_allclose(naive, expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(shared, naive, rtol=1e-5, atol=1e-5)
 
 
-def test_decoder_only_shared_prompt_equals_per_option_and_hand(lm, mesh):
+def test_decoder_only_shared_prompt_equals_per_option_and_hand(lm, layout):
     model, params = lm
-    naive = scoring.score_rows(model, params, ROWS, mesh, BATCH, LENGTHS, shared=False)
-    shared = scoring.score_rows(model, params, ROWS, mesh, BATCH, LENGTHS, shared=True)
+    naive = scoring.score_rows(model, params, ROWS, layout, BATCH, LENGTHS, shared=False)
+    shared = scoring.score_rows(model, params, ROWS, layout, BATCH, LENGTHS, shared=True)
     np.testing.assert_allclose(naive, lm_by_hand(model, params, ROWS), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(shared, naive, rtol=1e-5, atol=1e-5)
 
 
-def test_rank_classification_picks_highest_and_length_normalization_flips(t5, mesh):
+def test_rank_classification_picks_highest_and_length_normalization_flips(t5, layout):
     model, params = t5
     rng = np.random.default_rng(3)
     prompt = [int(x) for x in rng.integers(3, VOCAB, size=6)] + [1]
@@ -163,7 +168,9 @@ def test_rank_classification_picks_highest_and_length_normalization_flips(t5, me
     rows = ROWS + [{"inputs": prompt, "targets": candidates[i]} for i in (a, b)]
     targets = [(0, 0, True), (0, 1, False)]
     for normalize, winner in ((False, 0), (True, 1)):
-        scores = scoring.score_rows(model, params, rows, mesh, BATCH, LENGTHS, normalize=normalize)
+        scores = scoring.score_rows(
+            model, params, rows, layout, BATCH, LENGTHS, normalize=normalize
+        )
         by_hand = means[[a, b]] if normalize else sums[[a, b]]
         np.testing.assert_allclose(scores[-2:], by_hand, rtol=1e-5, atol=1e-5)
         predicted, _ = metrics.rank_choices(targets, scores[-2:])

@@ -1,4 +1,13 @@
-"""`flan-jax convert`: Hugging Face / T5X checkpoints in, Hugging Face out."""
+"""`flan-jax convert`: Hugging Face / T5X checkpoints in, Hugging Face out.
+
+    flan-jax convert --from hf  HF_DIR      OUT   # config.json + *.safetensors -> params checkpoint
+    flan-jax convert --from t5x T5X_DIR     OUT   # `checkpoint` msgpack + zarr arrays (local, gs://)
+    flan-jax convert --to hf    CHECKPOINT  OUT   # -> config.json + model.safetensors (transformers)
+
+An imported OUT is a params-only checkpoint usable as INITIAL_CHECKPOINT_PATH, with
+`model_config.json` beside the arrays (model family, config, vocabulary). The conversion itself
+lives in `flan_jax.conversion` (one converter per model family).
+"""
 
 from __future__ import annotations
 
@@ -16,25 +25,28 @@ def cmd_convert(args: argparse.Namespace) -> None:
         config = None
         if args.model_config:
             try:
-                config = conversion.config_from_json(
-                    json.loads(epath.Path(args.model_config).read_text())
-                )
-            except (TypeError, KeyError, json.JSONDecodeError) as e:
+                record = json.loads(epath.Path(args.model_config).read_text())
+            except json.JSONDecodeError as e:
                 raise conversion.ConversionError(f"--model_config {args.model_config}: {e}") from e
+            # Our model_config.json, or bare config fields (a T5 config when no family is named).
+            config = conversion.config_from_json(record)
         out = conversion.export_hf(args.src, args.out, config=config)
-        print(f"wrote {out}/config.json and safetensors weights (loadable with transformers)")
+        architecture = json.loads((out / "config.json").read_text())["architectures"][0]
+        print(f"wrote {out}/config.json and safetensors weights (transformers {architecture})")
         return
     if epath.Path(args.out).exists():
         raise conversion.ConversionError(f"output {args.out} already exists; choose a new path")
-    mesh = None
+    layout = None
     if args.model_parallel > 1:
-        mesh = partitioning.make_mesh(partitioning.MeshConfig(data=-1, model=args.model_parallel))
+        layout = partitioning.Layout.build(
+            partitioning.MeshConfig(data=-1, model=args.model_parallel)
+        )
     if args.from_format == "hf":
-        model = conversion.import_hf(args.src, mesh=mesh, param_dtype=args.dtype)
+        model = conversion.import_hf(args.src, layout=layout, param_dtype=args.dtype)
     else:
         model = conversion.import_t5x(
             args.src,
-            mesh=mesh,
+            layout=layout,
             param_dtype=args.dtype,
             relative_attention_max_distance=args.max_distance,
         )

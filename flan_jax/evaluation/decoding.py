@@ -1,20 +1,23 @@
-"""Autoregressive decoding for T5 and the decoder-only LM: greedy, sampling, beam search.
+"""Autoregressive decoding for every model family: greedy, sampling, beam search.
 
-Everything runs inside one jitted `jax.lax.while_loop` per batch, sharded over the mesh with the
-examples split over ("data", "fsdp"). Outputs are [examples, max_decode_length] token ids: each
-row stops at its first EOS (id 1) and is padded with 0 after it, so every row has the same
-length (seqio's Evaluator stacks them into one array). The loop ends early once every row is
-done.
+Everything runs inside one jitted `jax.lax.while_loop` per batch, sharded over the job's layout
+with the examples split over ("data", "fsdp"). Outputs are [examples, max_decode_length] token
+ids: each row stops at its first EOS (id 1) and is padded with 0 after it, so every row has the
+same length (seqio's Evaluator stacks them into one array). The loop ends early once every row
+is done.
 
-Two ways to get each step's logits, chosen by `DecodeConfig.use_cache`:
+The model family supplies each step's logits (`Family.stepper` returns a `models.Stepper`:
+start, step, reorder); this module owns the token choice and the loops. Two ways to get the
+logits, chosen by `DecodeConfig.use_cache`:
 
-* KV cache (default): one token per step through `decode=True`. For the decoder-only model the
-  prompt is first run into the cache as one prefix-LM chunk; the model keeps one set of key
-  positions per cache, so prompts of different lengths are handled by `vmap`-ping over
-  examples (see `scoring.prefill_prompt`).
-* no cache: the whole decoder recomputes the sequence so far at every step (T5's encoder output
-  is still computed once: it does not depend on the step). The reference for tests and the
-  baseline for `bench/eval_throughput.py`.
+* KV cache (default): one token per step through `decode=True` (a decoder-only LM first runs
+  the prompt into the cache as one prefix-LM chunk, per example under `vmap`);
+* no cache: the whole decoder recomputes the sequence so far at every step (an encoder output
+  is still computed once). The reference for tests and the baseline of
+  `bench/eval_throughput.py`.
+
+Params must already be laid out on the layout (`Layout.place`, or restored onto
+`Layout.abstract_on_mesh`): nothing here moves them.
 
 Beam search follows T5X's: 2k candidates per step, finished hypotheses scored with the length
 penalty ((5 + length) / 6) ** alpha (T5X's default alpha 0.6; alpha 0 means plain summed
@@ -33,11 +36,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh
 
-from flan_jax import partitioning
+from flan_jax import models, partitioning
 from flan_jax.evaluation import scoring
-from flan_jax.models import T5, DecoderOnly, init_decode_cache
+from flan_jax.models import Stepper
 
 Array = jax.Array
 EOS_ID = 1
@@ -83,153 +85,6 @@ GREEDY = DecodeConfig()  # the default: greedy with the KV cache
 
 
 # ---------------------------------------------------------------------------------------------
-# Step functions: (first logits, state), step(state, tokens, i), reorder(state, rows).
-#
-# Rows are example-major: row e * R + r is copy r (a beam) of example e.
-
-
-@dataclasses.dataclass(frozen=True)
-class _Stepper:
-    start: Callable[[], tuple[Array, Any]]
-    step: Callable[[Any, Array, Array], tuple[Array, Any]]
-    reorder: Callable[[Any, Array], Any]
-
-
-def _gather_rows(tree: Any, rows: Array) -> Any:
-    """Row gather on every per-row leaf (the shared cache index / key positions stay)."""
-
-    def take(path, leaf):
-        if scoring._is_shared_leaf(path) or leaf.ndim == 0:
-            return leaf
-        return jnp.take(leaf, rows, axis=0)
-
-    return jax.tree_util.tree_map_with_path(take, tree)
-
-
-def _t5_stepper(
-    model: T5, params: Any, inputs: Array, copies: int, max_len: int, use_cache: bool
-) -> _Stepper:
-    encoded = model.apply({"params": params}, inputs, method=T5.encode)
-    encoded = jnp.repeat(encoded, copies, axis=0)
-    enc_tokens = jnp.repeat(inputs, copies, axis=0)
-    n = enc_tokens.shape[0]
-
-    if use_cache:
-
-        def step(cache, tokens, i):
-            del i  # the cache knows its write index
-            logits, mutated = model.apply(
-                {"params": params, "cache": cache},
-                encoded,
-                enc_tokens,
-                tokens[:, None],
-                method=T5.decode,
-                decode=True,
-                mutable=["cache"],
-            )
-            return logits[:, 0], mutated["cache"]
-
-        def start():
-            # One slot more than the output: the loop's last step writes a token never read.
-            cache = init_decode_cache(
-                model, batch_size=n, max_decode_length=max_len + 1, encoder_length=inputs.shape[1]
-            )
-            return step(cache, jnp.zeros((n,), jnp.int32), 0)
-
-        return _Stepper(start, step, _gather_rows)
-
-    def full(buffer, i):
-        logits = model.apply(
-            {"params": params}, encoded, enc_tokens, buffer, method=T5.decode
-        )  # causal: the not-yet-written slots to the right change nothing at slot i
-        return jax.lax.dynamic_index_in_dim(logits, i, axis=1, keepdims=False)
-
-    def step_nc(buffer, tokens, i):
-        buffer = jax.lax.dynamic_update_index_in_dim(buffer, tokens, i + 1, axis=1)
-        return full(buffer, i + 1), buffer
-
-    def start_nc():
-        buffer = jnp.zeros((n, max_len + 1), jnp.int32)  # slot 0 is BOS (= 0)
-        return full(buffer, 0), buffer
-
-    return _Stepper(start_nc, step_nc, lambda buf, rows: jnp.take(buf, rows, axis=0))
-
-
-def _lm_stepper(
-    model: DecoderOnly,
-    params: Any,
-    inputs: Array,
-    copies: int,
-    max_len: int,
-    use_cache: bool,
-    prefix_lm: bool,
-) -> _Stepper:
-    e, s = inputs.shape
-    n_in = jnp.sum(inputs > 0, axis=1)  # [e]
-
-    if use_cache:
-
-        def start_one(prompt):
-            cache, first = scoring.prefill_prompt(model, params, prompt, s + 1 + max_len, prefix_lm)
-            return jnp.broadcast_to(first, (copies, first.shape[-1])), scoring.broadcast_cache(
-                cache, copies
-            )
-
-        def step_one(cache, tokens):
-            logits, mutated = model.apply(
-                {"params": params, "cache": cache}, tokens[:, None], decode=True, mutable=["cache"]
-            )
-            return logits[:, 0], mutated["cache"]
-
-        def start():
-            logits, cache = jax.vmap(start_one)(inputs)  # [e, R, V], cache leaves [e, R, ...]
-            return logits.reshape(e * copies, -1), cache
-
-        def step(cache, tokens, i):
-            del i
-            logits, cache = jax.vmap(step_one)(cache, tokens.reshape(e, copies))
-            return logits.reshape(e * copies, -1), cache
-
-        def reorder(cache, rows):
-            # Beams move within their example only: per-example row indices.
-            inner = rows.reshape(e, copies) - (jnp.arange(e) * copies)[:, None]
-            return jax.vmap(_gather_rows)(cache, inner)
-
-        return _Stepper(start, step, reorder)
-
-    # No cache: one left-packed buffer per row, [prompt slots 0..s | generated slots s+1..].
-    # Prompt padding sits between the two parts; it is masked out (validity) and skipped by the
-    # explicit positions, so the model sees the contiguous sequence.
-    total = s + 1 + max_len
-    slots = jnp.arange(total)[None, :]
-    n_rep = jnp.repeat(n_in, copies)[:, None]  # [n, 1]
-    in_prompt = slots <= n_rep
-    valid = in_prompt | (slots > s)
-    positions = jnp.where(in_prompt, slots, jnp.where(slots > s, slots - s + n_rep, 0))
-    batch = dict(
-        decoder_target_tokens=valid.astype(jnp.int32),  # only its > 0 (validity) is used
-        decoder_positions=positions.astype(jnp.int32),
-    )
-    if prefix_lm:
-        batch["decoder_causal_attention"] = in_prompt.astype(jnp.int32)
-
-    def full(buffer, at):
-        logits = model.apply({"params": params}, buffer, **batch)
-        return jnp.take_along_axis(logits, at[:, None, None], axis=1)[:, 0]
-
-    def start_nc():
-        prompt = jnp.repeat(jnp.pad(inputs, ((0, 0), (1, 0))), copies, axis=0)  # [n, s + 1]
-        buffer = jnp.pad(prompt, ((0, 0), (0, max_len)))
-        return full(buffer, n_rep[:, 0]), buffer
-
-    def step_nc(buffer, tokens, i):
-        buffer = jax.lax.dynamic_update_index_in_dim(buffer, tokens, s + 1 + i, axis=1)
-        return full(buffer, jnp.full((buffer.shape[0],), s + 1 + i)), buffer
-
-    return _Stepper(start_nc, step_nc, lambda buf, rows: jnp.take(buf, rows, axis=0))
-
-
-# ---------------------------------------------------------------------------------------------
 # Token choice and the two loops.
 
 
@@ -249,7 +104,7 @@ def filter_logits(logits: Array, temperature: float, top_k: int, top_p: float) -
     return logits
 
 
-def _sample_loop(stepper: _Stepper, max_len: int, cfg: DecodeConfig, rng: Array) -> Array:
+def _sample_loop(stepper: Stepper, max_len: int, cfg: DecodeConfig, rng: Array) -> Array:
     logits, state = stepper.start()
     n = logits.shape[0]
     greedy = cfg.method == "greedy" or cfg.temperature == 0.0
@@ -281,7 +136,7 @@ def length_penalty(length: Array, alpha: float) -> Array:
     return ((5.0 + length.astype(jnp.float32)) / 6.0) ** alpha
 
 
-def _beam_loop(stepper: _Stepper, max_len: int, cfg: DecodeConfig) -> Array:
+def _beam_loop(stepper: Stepper, max_len: int, cfg: DecodeConfig) -> Array:
     k = cfg.num_beams
     logits, state = stepper.start()
     e = logits.shape[0] // k
@@ -349,72 +204,58 @@ def _beam_loop(stepper: _Stepper, max_len: int, cfg: DecodeConfig) -> Array:
     return jnp.where(take_alive[:, None], alive_seqs[:, 0], fin_seqs[:, 0])
 
 
+# One compile per (model, layout, config, length), not per call.
 @functools.lru_cache(maxsize=32)
-@functools.lru_cache(maxsize=32)  # one compile per (model, mesh, config, length), not per call
 def _decode_fn(
-    model: nn.Module, mesh: Mesh, rules: partitioning.AxisRules, cfg: DecodeConfig, max_len: int
-):
+    model: nn.Module, layout: partitioning.Layout, cfg: DecodeConfig, max_len: int
+) -> Callable:
     """jit(params, inputs [e, s], rng) -> tokens [e, max_len]."""
     copies = cfg.num_beams if cfg.method == "beam" else 1
+    family = models.family_of(model.config)
+    make_stepper = family.stepper(model, copies, max_len, cfg.use_cache, cfg.prefix_lm)
 
     def run(params, inputs, rng):
-        if isinstance(model, T5):
-            stepper = _t5_stepper(model, params, inputs, copies, max_len, cfg.use_cache)
-        elif isinstance(model, DecoderOnly):
-            stepper = _lm_stepper(
-                model, params, inputs, copies, max_len, cfg.use_cache, cfg.prefix_lm
-            )
-        else:
-            raise TypeError(f"decode_rows: unsupported model {type(model).__name__}")
+        stepper = make_stepper.fn(params, inputs)
         if cfg.method == "beam":
             return _beam_loop(stepper, max_len, cfg)
         return _sample_loop(stepper, max_len, cfg, rng)
 
-    # The cached decoder-only path vmaps the model over examples (see the module docstring).
-    vmapped = isinstance(model, DecoderOnly) and cfg.use_cache
-    return scoring.on_mesh(
-        jax.jit(run), mesh, scoring.rules_without_batch(rules) if vmapped else rules
-    )
+    return scoring.jit_on_layout(models.ModelFn(run, make_stepper.vmaps_examples), layout)
 
 
 def decode_rows(
     model: nn.Module,
     params: Any,
     inputs: Sequence[Sequence[int]],
-    mesh: Mesh,
+    layout: partitioning.Layout,
     batch_size: int,
     lengths: Mapping[str, int],
     config: DecodeConfig = GREEDY,
-    *,
-    rules: partitioning.AxisRules | None = None,
 ) -> np.ndarray:
     """Generated token ids [len(inputs), lengths["targets"]] (0-padded after each row's EOS).
 
     Args:
-      model: a `T5` or `DecoderOnly` module.
-      params: its params (laid out on `mesh` by their logical axes).
+      model: a module built by `models.build_model`.
+      params: its params, laid out on `layout` by their logical axes.
       inputs: one token-id sequence per example (EOS included), padded / cut to
         `lengths["inputs"]`.
-      mesh: the ("data", "fsdp", "model") mesh; examples are split over data x fsdp.
+      layout: the job's mesh and logical-axis rules; examples are split over data x fsdp.
       batch_size: examples per step (rounded up to the data-parallel size).
       lengths: ``{"inputs": s, "targets": t}``; t is the maximum decode length.
       config: how to pick tokens.
-      rules: logical axis rules (default T5X 1D).
     """
     s, max_len = int(lengths["inputs"]), int(lengths["targets"])
     out = np.zeros((len(inputs), max_len), np.int32)
     if not len(inputs):
         return out
-    rules = scoring.model_rules(rules)
-    params = scoring.place_params(model, params, mesh, rules)
-    fn = _decode_fn(model, mesh, rules, config, max_len)
-    b = scoring.batch_unit(batch_size, mesh)
+    fn = _decode_fn(model, layout, config, max_len)
+    b = layout.batch_unit(batch_size)
     array = np.stack([scoring.pad_ids(x, s) for x in inputs])
     rng = jax.random.key(config.seed, impl="rbg")
     for start in range(0, len(array), b):
         chunk = array[start : start + b]
         padded = np.pad(chunk, ((0, b - len(chunk)), (0, 0)))
-        tokens = fn(params, scoring.to_mesh(padded, mesh), jax.random.fold_in(rng, start))
+        tokens = fn(params, layout.to_mesh(padded), jax.random.fold_in(rng, start))
         out[start : start + len(chunk)] = np.asarray(tokens)[: len(chunk)]
     return out
 

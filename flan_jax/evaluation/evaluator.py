@@ -1,14 +1,19 @@
 """seqio.Evaluator glue: predict/score functions over our decoders and scorers, and the
 held-out evaluation of a task or mixture with FLAN's aggregation.
 
-    results = evaluate_mixture(model, params, mesh, "demo:heldout_nli:eval",
+    results = evaluate_mixture(model, params, layout, "demo:heldout_nli:eval",
                                {"inputs": 256, "targets": 32}, ("validation", "test"),
-                               batch_size=64, out_dir=f"{MODEL_DIR}/eval")
+                               batch_size=64, out_dir=f"{MODEL_DIR}/eval",
+                               vocabulary=vocab.get_vocabulary("byte"))
 
 The Evaluator hands the functions a dataset of ``(index, model features)``; rows are cut back
-into (inputs, targets) token ids, so scoring and decoding see the same rows for either model
-kind (EncDecFeatureConverter for T5, PrefixLMFeatureConverter for the decoder-only model; both
-unpacked, as evaluation requires).
+into (inputs, targets) token ids, so scoring and decoding see the same rows whatever the model
+family's batch layout (seqio's EncDec or PrefixLM feature converter, unpacked as evaluation
+requires).
+
+Params are placed once per evaluation, by the caller: `evaluate_mixture` and the functions it
+builds take params already laid out on `layout` (`jobs.evaluate` restores them onto
+`layout.abstract_on_mesh`; `train` passes its sharded state) and never move them.
 """
 
 from __future__ import annotations
@@ -21,11 +26,9 @@ import flax.linen as nn
 import numpy as np
 import seqio
 import tensorflow_datasets as tfds
-from jax.sharding import Mesh
 
-from flan_jax import naming, partitioning, registry
+from flan_jax import catalog, input_pipeline, naming, partitioning, registry
 from flan_jax.evaluation import aggregate, decoding, scoring
-from flan_jax.models import T5, DecoderOnly
 
 PredictFn = Callable[..., list[tuple[int, np.ndarray]]]
 ScoreFn = Callable[..., list[tuple[int, float]]]
@@ -37,12 +40,8 @@ class EvalError(ValueError):
 
 
 def feature_converter(model: nn.Module) -> seqio.FeatureConverter:
-    """The unpacked converter matching the model kind."""
-    if isinstance(model, T5):
-        return seqio.EncDecFeatureConverter(pack=False)
-    if isinstance(model, DecoderOnly):
-        return seqio.PrefixLMFeatureConverter(pack=False)
-    raise TypeError(f"feature_converter: unsupported model {type(model).__name__}")
+    """The unpacked converter of the model's batch layout (the training one, without packing)."""
+    return input_pipeline.feature_converter(model.config, pack=False)
 
 
 def _trim(ids: np.ndarray) -> list[int]:
@@ -77,19 +76,16 @@ def _read(ds: Any) -> tuple[list[int], list[dict[str, list[int]]]]:
 def make_predict_fn(
     model: nn.Module,
     params: Any,
-    mesh: Mesh,
+    layout: partitioning.Layout,
     feature_lengths: Mapping[str, int],
     batch_size: int,
     config: decoding.DecodeConfig = decoding.GREEDY,
-    *,
-    rules: partitioning.AxisRules | None = None,
 ) -> PredictFn:
     """`predict_fn(ds, model_feature_shapes=None) -> [(index, token_ids)]` for seqio.
 
     Decodes up to ``feature_lengths["targets"]`` tokens; all outputs have that length (0 after
-    EOS), as seqio stacks them into one array.
+    EOS), as seqio stacks them into one array. `params` are laid out on `layout`.
     """
-    params = scoring.place_params(model, params, mesh, rules)
 
     def predict_fn(ds: Any, model_feature_shapes: Any = None) -> list[tuple[int, np.ndarray]]:
         del model_feature_shapes  # seqio calls with the dataset only (see stack.md)
@@ -98,11 +94,10 @@ def make_predict_fn(
             model,
             params,
             [r["inputs"] for r in rows],
-            mesh,
+            layout,
             batch_size,
             feature_lengths,
             config,
-            rules=rules,
         )
         return list(zip(indices, tokens, strict=True))
 
@@ -112,17 +107,16 @@ def make_predict_fn(
 def make_score_fn(
     model: nn.Module,
     params: Any,
-    mesh: Mesh,
+    layout: partitioning.Layout,
     feature_lengths: Mapping[str, int],
     batch_size: int,
     normalize: bool = False,
     shared: bool = True,
     *,
-    rules: partitioning.AxisRules | None = None,
     prefix_lm: bool = True,
 ) -> ScoreFn:
-    """`score_fn(ds, model_feature_shapes=None) -> [(index, log-likelihood)]` for seqio."""
-    params = scoring.place_params(model, params, mesh, rules)
+    """`score_fn(ds, model_feature_shapes=None) -> [(index, log-likelihood)]` for seqio;
+    `params` are laid out on `layout`."""
 
     def score_fn(ds: Any, model_feature_shapes: Any = None) -> list[tuple[int, float]]:
         del model_feature_shapes
@@ -131,12 +125,11 @@ def make_score_fn(
             model,
             params,
             rows,
-            mesh,
+            layout,
             batch_size,
             feature_lengths,
             normalize,
             shared,
-            rules=rules,
             prefix_lm=prefix_lm,
         )
         return [(i, float(s)) for i, s in zip(indices, scores, strict=True)]
@@ -148,7 +141,7 @@ def make_score_fn(
 # Task resolution with errors a user can act on.
 
 
-def _spec_for(name: str) -> registry.TaskSpec | None:
+def _spec_for(name: str, vocabulary: seqio.Vocabulary) -> registry.TaskSpec | None:
     try:
         parsed = naming.parse_name(name)
     except naming.InvalidNameError:
@@ -156,18 +149,18 @@ def _spec_for(name: str) -> registry.TaskSpec | None:
     if parsed.is_mixture or parsed.dataset is None:
         return None
     try:
-        return registry.get_collection(parsed.collection).spec(parsed.dataset)
+        return catalog.get_collection(parsed.collection, vocabulary).spec(parsed.dataset)
     except registry.RegistryError:
         return None
 
 
-def check_rank_task(name: str) -> None:
+def check_rank_task(name: str, vocabulary: seqio.Vocabulary) -> None:
     """Fails with one line when `name` asks for rank classification of a template or dataset
     without options (only templates that show options get a ``:rank`` task)."""
     parsed = naming.parse_name(name)
     if parsed.is_mixture or not parsed.rank:
         return
-    spec = _spec_for(name)
+    spec = _spec_for(name, vocabulary)
     if spec is None:
         return
     generative = naming.task_name(parsed.collection, spec.name, parsed.template)
@@ -184,13 +177,15 @@ def check_rank_task(name: str) -> None:
             )
 
 
-def resolve_eval_tasks(name: str, splits: Sequence[str]) -> list[seqio.Task]:
+def resolve_eval_tasks(
+    name: str, splits: Sequence[str], vocabulary: seqio.Vocabulary
+) -> list[seqio.Task]:
     """The seqio tasks behind a task or mixture name, each checked to have every split."""
-    check_rank_task(name)
-    provider = registry.get_task_or_mixture(name)
+    check_rank_task(name, vocabulary)
+    provider = catalog.get_task_or_mixture(name, vocabulary)
     tasks = seqio.get_subtasks(provider)
     for task in tasks:
-        check_rank_task(task.name)
+        check_rank_task(task.name, vocabulary)
         for split in splits:
             if split not in task.splits:
                 raise EvalError(
@@ -204,9 +199,9 @@ def resolve_eval_tasks(name: str, splits: Sequence[str]) -> list[seqio.Task]:
 # The held-out evaluation.
 
 
-def _task_identity(task_name: str) -> tuple[str, str, int]:
+def _task_identity(task_name: str, vocabulary: seqio.Vocabulary) -> tuple[str, str, int]:
     """(cluster, dataset, template) from a task name; unknown parts become the name / -1."""
-    spec = _spec_for(task_name)
+    spec = _spec_for(task_name, vocabulary)
     try:
         parsed = naming.parse_name(task_name)
         template = parsed.template if parsed.template is not None else -1
@@ -261,22 +256,24 @@ def _example_rows(
 def evaluate_mixture(
     model: nn.Module,
     params: Any,
-    mesh: Mesh,
+    layout: partitioning.Layout,
     mixture_or_task_name: str | Sequence[str],
     feature_lengths: Mapping[str, int],
     splits: str | Sequence[str] = DEFAULT_SPLITS,
     batch_size: int = 64,
     out_dir: str | None = None,
     *,
+    vocabulary: seqio.Vocabulary,
     num_examples: int | None = None,
     decode_config: decoding.DecodeConfig = decoding.GREEDY,
     normalize: bool = False,
     shared: bool = True,
-    rules: partitioning.AxisRules | None = None,
 ) -> dict[str, Any]:
     """Runs seqio.Evaluator over every task of the name(s), per split, and aggregates FLAN-style.
 
     Rank tasks are scored (`make_score_fn`), the others decoded (`make_predict_fn`).
+    `params` are laid out on `layout` (the job's mesh and rules) and stay where they are.
+    `vocabulary` is the run's: the names' collections are registered with it (`catalog`).
     `num_examples` caps the examples (rows, for rank tasks) read per task and split.
     With `out_dir`, writes results.json / results.md / per-cluster PNGs there and per-example
     JSONL files under `out_dir/examples/<split>/`.
@@ -291,21 +288,18 @@ def evaluate_mixture(
     )
     splits = (splits,) if isinstance(splits, str) else tuple(splits)
     for name in names:
-        resolve_eval_tasks(name, splits)  # fail early, before anything compiles or reads data
-    params = scoring.place_params(model, params, mesh, rules)
+        # Fail early, before anything compiles or reads data.
+        resolve_eval_tasks(name, splits, vocabulary)
     lengths = {"inputs": int(feature_lengths["inputs"]), "targets": int(feature_lengths["targets"])}
-    predict_fn = make_predict_fn(
-        model, params, mesh, lengths, batch_size, decode_config, rules=rules
-    )
+    predict_fn = make_predict_fn(model, params, layout, lengths, batch_size, decode_config)
     score_fn = make_score_fn(
         model,
         params,
-        mesh,
+        layout,
         lengths,
         batch_size,
         normalize,
         shared,
-        rules=rules,
         prefix_lm=decode_config.prefix_lm,
     )
 
@@ -329,7 +323,7 @@ def evaluate_mixture(
             for task in evaluator.eval_tasks:
                 task_metrics = {k: float(v) for k, v in future.result()[task.name].items()}
                 metrics[split][task.name] = task_metrics
-                cluster, dataset, template = _task_identity(task.name)
+                cluster, dataset, template = _task_identity(task.name, vocabulary)
                 results.append(
                     aggregate.TemplateResult(cluster, dataset, template, split, task_metrics)
                 )

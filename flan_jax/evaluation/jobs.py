@@ -1,8 +1,9 @@
 """Standalone evaluation and ad-hoc inference from a checkpoint (``flan-jax eval`` / ``infer``).
 
-``evaluate`` loads params from a checkpoint onto a mesh and runs seqio evaluation of the held-out
-clusters (and, optionally, the held-in ones) on the validation (dev) and test splits, writing the
-FLAN-style report (JSON, markdown, PNG per cluster) and per-example outputs beside it.
+``evaluate`` loads params from a checkpoint straight onto the job's layout (mesh + rules, built
+once) and runs seqio evaluation of the held-out clusters (and, optionally, the held-in ones) on
+the validation (dev) and test splits, writing the FLAN-style report (JSON, markdown, PNG per
+cluster) and per-example outputs beside it.
 ``infer`` answers free-form prompts, scoring given options by rank classification.
 """
 
@@ -15,14 +16,12 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import jax
 import numpy as np
 import seqio
 from etils import epath
 
-from flan_jax import checkpoints, mixing, naming, partitioning, registry
+from flan_jax import catalog, checkpoints, mixing, models, naming, partitioning, vocab
 from flan_jax.evaluation import decoding, evaluator, scoring
-from flan_jax.models import ModelConfig, build_model, t5_config
 
 log = logging.getLogger("flan_jax.evaluation.jobs")
 
@@ -39,12 +38,14 @@ class EvalConfig:
       heldin_clusters: only these held-in clusters (default: all of them).
       output_dir: where reports go (default ``MODEL_DIR/eval/step_<N>``).
       num_examples: cap on examples (rows for rank tasks) per task and split.
+      vocabulary: VOCABULARY: ``byte``, ``t5`` or a SentencePiece ``.model`` path (the one the
+        model was trained with); the tasks are registered with it, ``infer`` encodes with it.
     """
 
     checkpoint_path: str
     mixture_or_task_name: str
     task_feature_lengths: Mapping[str, int]
-    model: ModelConfig = dataclasses.field(default_factory=lambda: t5_config("tiny"))
+    model: models.ModelConfig = dataclasses.field(default_factory=models.default_config)
     mesh: partitioning.MeshConfig = dataclasses.field(default_factory=partitioning.MeshConfig)
     batch_size: int = 32
     splits: tuple[str, ...] = ("validation", "test")
@@ -55,6 +56,7 @@ class EvalConfig:
     length_normalize: bool = False
     decode_method: str = "greedy"
     num_beams: int = 4
+    vocabulary: str = "byte"
 
 
 def resolve_checkpoint(path: str) -> tuple[str, int | None]:
@@ -76,7 +78,10 @@ def resolve_checkpoint(path: str) -> tuple[str, int | None]:
 
 
 def eval_names(
-    name: str, include_heldin: bool = False, heldin_clusters: Sequence[str] | None = None
+    name: str,
+    vocabulary: seqio.Vocabulary,
+    include_heldin: bool = False,
+    heldin_clusters: Sequence[str] | None = None,
 ) -> list[str]:
     """The eval mixtures a name stands for (see EvalConfig.mixture_or_task_name)."""
     parsed = naming.parse_name(name)
@@ -84,7 +89,7 @@ def eval_names(
         return [name]
     names = [naming.mixture_name(parsed.collection, parsed.heldout, "eval")]
     if include_heldin:
-        collection = registry.get_collection(parsed.collection)
+        collection = catalog.get_collection(parsed.collection, vocabulary)
         plan = mixing.plan_heldout(collection, parsed.heldout)
         trained = {s.cluster for s in plan.train_datasets}
         for cluster in heldin_clusters or ():
@@ -100,30 +105,29 @@ def eval_names(
     return names
 
 
-def load_params(model, config: ModelConfig, path: str, mesh, rules) -> Any:
-    """Params of a checkpoint laid out on the mesh by their logical axes."""
-    abstract = scoring.abstract_params(model)
-    shardings = partitioning.param_shardings(abstract, mesh, rules)
-    import flax.linen as nn
-
-    target = jax.tree.map(
-        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-        nn.unbox(abstract),
-        shardings,
-    )
+def load_params(config: models.ModelConfig, path: str, layout: partitioning.Layout) -> Any:
+    """Params of a checkpoint, restored straight onto the layout by their logical axes (the
+    one placement of an evaluation)."""
+    target = layout.abstract_on_mesh(models.abstract_params(config))
     return checkpoints.restore_params(path, target)
 
 
-def evaluate(cfg: EvalConfig) -> dict[str, Any]:
-    """Evaluates a checkpoint; returns evaluator.evaluate_mixture's result plus paths."""
+def evaluate(cfg: EvalConfig, layout: partitioning.Layout | None = None) -> dict[str, Any]:
+    """Evaluates a checkpoint; returns evaluator.evaluate_mixture's result plus paths.
+
+    `layout` is the job's mesh and rules (default: built once from ``cfg.mesh``).
+    """
     path, step = resolve_checkpoint(cfg.checkpoint_path)
-    names = eval_names(cfg.mixture_or_task_name, cfg.include_heldin, cfg.heldin_clusters)
+    vocabulary = vocab.get_vocabulary(cfg.vocabulary)
+    names = eval_names(
+        cfg.mixture_or_task_name, vocabulary, cfg.include_heldin, cfg.heldin_clusters
+    )
     for name in names:
-        evaluator.resolve_eval_tasks(name, cfg.splits)  # bad names/splits fail before compiling
-    mesh = partitioning.make_mesh(cfg.mesh)
-    rules = partitioning.logical_axis_rules(cfg.mesh.rules)
-    model = build_model(cfg.model)
-    params = load_params(model, cfg.model, path, mesh, rules)
+        # Bad names/splits fail before compiling.
+        evaluator.resolve_eval_tasks(name, cfg.splits, vocabulary)
+    layout = layout or partitioning.Layout.build(cfg.mesh)
+    model = models.build_model(cfg.model)
+    params = load_params(cfg.model, path, layout)
     out_dir = cfg.output_dir or os.path.join(
         os.path.dirname(path.rstrip("/")), "eval", f"step_{step}" if step is not None else "params"
     )
@@ -132,16 +136,16 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     results = evaluator.evaluate_mixture(
         model,
         params,
-        mesh,
+        layout,
         names,
         cfg.task_feature_lengths,
         cfg.splits,
         cfg.batch_size,
         out_dir,
+        vocabulary=vocabulary,
         num_examples=cfg.num_examples,
         decode_config=decode,
         normalize=cfg.length_normalize,
-        rules=rules,
     )
     results["out_dir"] = out_dir
     results["checkpoint"] = path
@@ -149,11 +153,11 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     return results
 
 
-def chance_levels(names: Sequence[str]) -> dict[str, float]:
+def chance_levels(names: Sequence[str], vocabulary: seqio.Vocabulary) -> dict[str, float]:
     """Per dataset: expected accuracy of a uniform random choice among its options (percent)."""
     chance = {}
     for name in names:
-        provider = registry.get_task_or_mixture(name)
+        provider = catalog.get_task_or_mixture(name, vocabulary)
         tasks = provider.tasks if isinstance(provider, seqio.Mixture) else [provider]
         for task in tasks:
             parsed = naming.parse_name(task.name)
@@ -200,18 +204,19 @@ def format_summary(
 def infer(
     cfg: EvalConfig,
     prompts: Sequence[Mapping[str, Any]],
-    vocabulary: seqio.Vocabulary,
+    layout: partitioning.Layout | None = None,
 ) -> list[dict[str, Any]]:
     """Answers ``{"prompt": str, "options": [str] (optional)}`` records.
 
     Every prompt gets a greedy (or configured) decode; prompts with options also get each
-    option's summed log-likelihood and the rank-classification choice.
+    option's summed log-likelihood and the rank-classification choice. Text is encoded and
+    decoded with ``cfg.vocabulary``; `layout` defaults to one built from ``cfg.mesh``.
     """
+    vocabulary = vocab.get_vocabulary(cfg.vocabulary)
     path, _ = resolve_checkpoint(cfg.checkpoint_path)
-    mesh = partitioning.make_mesh(cfg.mesh)
-    rules = partitioning.logical_axis_rules(cfg.mesh.rules)
-    model = build_model(cfg.model)
-    params = load_params(model, cfg.model, path, mesh, rules)
+    layout = layout or partitioning.Layout.build(cfg.mesh)
+    model = models.build_model(cfg.model)
+    params = load_params(cfg.model, path, layout)
     lengths = {k: int(v) for k, v in cfg.task_feature_lengths.items()}
     eos = vocabulary.eos_id
 
@@ -226,18 +231,14 @@ def infer(
             raise ValueError(f"prompt {i} has empty options; give at least one or leave it out")
     inputs = [encode(p["prompt"], lengths["inputs"]) for p in prompts]
     decode = decoding.DecodeConfig(method=cfg.decode_method, num_beams=cfg.num_beams)
-    outputs = decoding.decode_rows(
-        model, params, inputs, mesh, cfg.batch_size, lengths, decode, rules=rules
-    )
+    outputs = decoding.decode_rows(model, params, inputs, layout, cfg.batch_size, lengths, decode)
     rows, owners = [], []
     for i, p in enumerate(prompts):
         for option in p.get("options") or ():
             rows.append({"inputs": inputs[i], "targets": encode(option, lengths["targets"])})
             owners.append(i)
     scores = (
-        scoring.score_rows(model, params, rows, mesh, cfg.batch_size, lengths, rules=rules)
-        if rows
-        else []
+        scoring.score_rows(model, params, rows, layout, cfg.batch_size, lengths) if rows else []
     )
     results = []
     for i, p in enumerate(prompts):

@@ -1,69 +1,133 @@
 """Models: arrays in, arrays out, configured by a frozen dataclass (no seqio, tasks or gin).
 
-config = t5_config("small", vocab_size=32128)
-model = build_model(config)               # T5 or DecoderOnly (Flax Linen)
-variables = model.init(rng, **dummy_batch) # params are nn.LogicallyPartitioned boxes
-cache = init_decode_cache(model, batch_size=8, max_decode_length=64, encoder_length=512)
+    config = preset("t5", "small", vocab_size=32128)   # or t5_config("small"), a gin file, ...
+    model = build_model(config)                         # a Flax Linen module
+    family_of(config).batch_layout                      # "encoder_decoder" | "prefix_lm"
+    boxed = abstract_params(config)                     # eval_shape'd params, logical axes
+    cache = init_decode_cache(model, batch_size=8, max_decode_length=64, encoder_length=512)
+
+Each model family (`t5.py`, `decoder.py`) keeps its config, preset sizes, module and hooks in one
+module and registers itself in `family.FAMILIES`. Code outside this package imports only
+`flan_jax.models` and uses the family-neutral functions below (or `family_of(config).<hook>`);
+the family classes are re-exported for tests and benchmarks that build a particular model.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import functools
+from collections.abc import Mapping
+from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
+import numpy as np
 
-from flan_jax.models.config import (
-    DECODER_SIZES,
-    T5_SIZES,
-    DecoderConfig,
+# The families register themselves on import: adding one means importing its module here.
+from flan_jax.models.decoder import DECODER_SIZES, DecoderConfig, DecoderOnly, decoder_config
+from flan_jax.models.family import (
+    FAMILIES,
+    Family,
     ModelConfig,
-    T5Config,
-    decoder_config,
-    param_count,
-    t5_config,
+    ModelFn,
+    Stepper,
+    family_named,
+    family_of,
 )
-from flan_jax.models.config import train_flops_per_example as _flops
-from flan_jax.models.decoder import DecoderOnly
-from flan_jax.models.t5 import T5
+from flan_jax.models.t5 import T5, T5_SIZES, T5Config, t5_config
 
 __all__ = [
     "DECODER_SIZES",
+    "FAMILIES",
+    "T5",
     "T5_SIZES",
     "DecoderConfig",
     "DecoderOnly",
+    "Family",
     "ModelConfig",
-    "T5",
+    "ModelFn",
+    "Stepper",
     "T5Config",
+    "abstract_params",
+    "batch_layout",
     "build_model",
+    "config_classes",
     "decoder_config",
+    "default_config",
+    "describe",
+    "dummy_batch",
+    "family_named",
+    "family_of",
     "init_decode_cache",
-    "model_kind",
+    "model_feature_lengths",
     "param_count",
+    "preset",
     "t5_config",
     "train_flops_per_example",
 ]
 
 
 def build_model(config: ModelConfig) -> nn.Module:
-    """The Linen module for a config: `T5` or `DecoderOnly`."""
-    if isinstance(config, T5Config):
-        return T5(config)
-    if isinstance(config, DecoderConfig):
-        return DecoderOnly(config)
-    raise TypeError(
-        f"build_model: expected T5Config or DecoderConfig, got {type(config).__name__}."
-    )
+    """The Linen module of a config (its family's module)."""
+    return family_of(config).build(config)
 
 
-def model_kind(config: ModelConfig) -> Literal["encoder_decoder", "decoder_only"]:
-    """Which feature-converter family the model consumes."""
-    if isinstance(config, T5Config):
-        return "encoder_decoder"
-    if isinstance(config, DecoderConfig):
-        return "decoder_only"
-    raise TypeError(f"model_kind: expected T5Config or DecoderConfig, got {type(config).__name__}.")
+def preset(family: str, size: str, **overrides: Any) -> ModelConfig:
+    """A family's preset config by name, e.g. ``preset("t5", "small", vocab_size=384)``."""
+    return family_named(family).preset(size, **overrides)
+
+
+def default_config() -> ModelConfig:
+    """The model a config gets when none is given: the tiny T5."""
+    return preset("t5", "tiny")
+
+
+def config_classes() -> tuple[type, ...]:
+    """Every registered family's config class (gin binds them)."""
+    return tuple(f.config_class for f in FAMILIES.values())
+
+
+def batch_layout(config: ModelConfig) -> str:
+    """The batch layout the model consumes: "encoder_decoder" or "prefix_lm" (seqio's
+    EncDec / PrefixLM feature converters)."""
+    return family_of(config).batch_layout
+
+
+def model_feature_lengths(
+    config: ModelConfig, task_feature_lengths: Mapping[str, int]
+) -> dict[str, int]:
+    """Lengths of the model's batch arrays for given task feature lengths."""
+    return family_of(config).model_feature_lengths(config, task_feature_lengths)
+
+
+def dummy_batch(
+    config: ModelConfig, task_feature_lengths: Mapping[str, int], batch: int
+) -> dict[str, np.ndarray]:
+    """An all-ones batch of the model's input arrays (for init and compiling)."""
+    return family_of(config).dummy_batch(config, task_feature_lengths, batch)
+
+
+def describe(config: ModelConfig) -> dict:
+    """The config as a JSON record (family, class and fields), for checkpoint metadata."""
+    return family_of(config).describe(config)
+
+
+def param_count(config: ModelConfig) -> int:
+    """Exact number of parameters the model creates (analytic: no model is built)."""
+    return family_of(config).param_count(config)
+
+
+def train_flops_per_example(config: ModelConfig, task_feature_lengths: Mapping[str, int]) -> float:
+    """Model FLOPs of one training step per example (packed row) at these task lengths."""
+    return family_of(config).train_flops_per_example(config, task_feature_lengths)
+
+
+@functools.lru_cache(maxsize=16)
+def abstract_params(config: ModelConfig) -> Any:
+    """Boxed abstract params (leaves carry logical axis names) from `eval_shape(init)`:
+    nothing is allocated or compiled. `Layout.param_shardings` / `abstract_on_mesh` take it."""
+    model = build_model(config)
+    batch = dummy_batch(config, {"inputs": 4, "targets": 4}, 1)
+    return jax.eval_shape(lambda r: model.init(r, **batch), jax.random.key(0))["params"]
 
 
 def init_decode_cache(
@@ -74,86 +138,10 @@ def init_decode_cache(
 ) -> dict:
     """A fresh "cache" collection for `decode=True` steps of up to `max_decode_length` tokens.
 
-    Runs `init` with `decode=True` on a dummy full-length batch (for T5 through `T5.decode`, with
-    a dummy encoder output of `encoder_length`). Only the cache is returned, so under `jit` XLA
-    drops the parameter initialization and the forward pass: no parameters are materialized.
+    Runs `init` with `decode=True` on a dummy full-length batch (an encoder-decoder also needs
+    `encoder_length`, the inputs length). Only the cache is returned, so under `jit` XLA drops
+    the parameter initialization and the forward pass: no parameters are materialized.
     """
-    decoder_tokens = jnp.ones((batch_size, max_decode_length), jnp.int32)
-    if isinstance(model, T5):
-        if encoder_length is None:
-            raise ValueError("init_decode_cache: T5 needs encoder_length (the inputs length).")
-        cfg = model.config
-        encoded = jnp.zeros((batch_size, encoder_length, cfg.d_model), jnp.dtype(cfg.dtype))
-        encoder_tokens = jnp.ones((batch_size, encoder_length), jnp.int32)
-
-        def init(rng: jax.Array) -> dict:
-            return model.init(
-                rng, encoded, encoder_tokens, decoder_tokens, decode=True, method=T5.decode
-            )["cache"]
-    elif isinstance(model, DecoderOnly):
-
-        def init(rng: jax.Array) -> dict:
-            return model.init(rng, decoder_tokens, decode=True)["cache"]
-    else:
-        raise TypeError(f"init_decode_cache: unsupported model {type(model).__name__}.")
-    return jax.jit(init)(jax.random.key(0))
-
-
-# ---------------------------------------------------------------------------------------------
-# Family-neutral helpers for the train loop (moved here from train / input_pipeline).
-
-
-def default_config() -> ModelConfig:
-    """The model a config gets when none is given: the tiny T5."""
-    return t5_config("tiny")
-
-
-def model_feature_lengths(
-    config: ModelConfig, task_feature_lengths: dict[str, int]
-) -> dict[str, int]:
-    """Lengths of the model's batch arrays for given task feature lengths."""
-    if model_kind(config) == "encoder_decoder":
-        return {
-            "encoder_input_tokens": task_feature_lengths["inputs"],
-            "decoder_target_tokens": task_feature_lengths["targets"],
-        }
-    return {"decoder_target_tokens": sum(task_feature_lengths.values())}
-
-
-def dummy_batch(config: ModelConfig, task_feature_lengths: dict[str, int], batch: int) -> dict:
-    """An all-ones batch of the model's input arrays (for init and compiling)."""
-    import numpy as np
-
-    shapes = model_feature_lengths(config, task_feature_lengths)
-    return {
-        name: np.ones((batch, length), np.int32)
-        for name, length in [
-            *(
-                [("encoder_input_tokens", shapes["encoder_input_tokens"])]
-                if "encoder_input_tokens" in shapes
-                else []
-            ),
-            ("decoder_input_tokens", shapes["decoder_target_tokens"]),
-            ("decoder_target_tokens", shapes["decoder_target_tokens"]),
-        ]
-    }
-
-
-def describe(config: ModelConfig) -> dict:
-    """The config as a JSON record (kind + fields), for checkpoint metadata."""
-    import dataclasses
-
-    return {"kind": type(config).__name__, **dataclasses.asdict(config)}
-
-
-def train_flops_per_example(config: ModelConfig, task_feature_lengths: dict[str, int]) -> float:
-    """Model FLOPs of one training step per example (packed row) at these task lengths."""
-    if model_kind(config) == "encoder_decoder":
-        return _flops(config, task_feature_lengths["inputs"], task_feature_lengths["targets"])
-    return _flops(config, 0, sum(task_feature_lengths.values()))
-
-
-def batch_layout(config: ModelConfig) -> str:
-    """The batch layout the model consumes: "encoder_decoder" or "prefix_lm" (seqio's
-    EncDec / PrefixLM feature converters)."""
-    return "encoder_decoder" if model_kind(config) == "encoder_decoder" else "prefix_lm"
+    return family_of(model.config).init_decode_cache(
+        model, batch_size, max_decode_length, encoder_length
+    )

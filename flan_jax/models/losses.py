@@ -69,3 +69,24 @@ def per_example_logprob(logits: Array, targets: Array, weights: Array) -> Array:
 def per_example_length(weights: Array) -> Array:
     """Number of scored tokens per row [b] (for length-normalized scores)."""
     return jnp.sum(weights.astype(jnp.float32), axis=-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rank-classification scoring (the family scorers share these).
+
+
+def shift_right(targets: Array) -> Array:
+    """Decoder inputs for teacher forcing: 0 (BOS = pad) then the targets minus the last."""
+    return jnp.pad(targets, ((0, 0), (1, 0)))[:, :-1]
+
+
+def target_scores(logits: Array, targets: Array, weights: Array | None = None) -> Array:
+    """[b, 2]: summed target log-probability and number of scored tokens, per row.
+
+    `weights` defaults to the non-padding targets. Length normalization divides the two on the
+    host, so it costs no extra compilation.
+    """
+    weights = targets > 0 if weights is None else weights
+    return jnp.stack(
+        [per_example_logprob(logits, targets, weights), per_example_length(weights)], axis=-1
+    )

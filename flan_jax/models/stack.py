@@ -1,6 +1,7 @@
-"""The decoder stack (shared with T5) and the decoder-only LM `DecoderOnly`.
+"""The decoder stack shared by the families (T5's decoder, the decoder-only LM's body) and its
+KV cache.
 
-Decoding with a KV cache (`decode=True`), same protocol for T5's `decode` and `DecoderOnly`:
+Decoding with a KV cache (`decode=True`), the same protocol for every family built on it:
 
   1. Create the cache by running `init` once with `decode=True` on a full-length dummy batch
      [batch, max_length] (see `flan_jax.models.init_decode_cache`); this allocates zero K/V
@@ -11,19 +12,22 @@ Decoding with a KV cache (`decode=True`), same protocol for T5's `decode` and `D
      prefix-LM marker makes the prompt attend bidirectionally).
 
 Positions in decode mode come from the cache index (rows decode in lockstep; packing and
-per-row offsets are not supported while decoding).
+per-row offsets are not supported while decoding). The cache's "cache_index" and
+"key_positions" are shared by all rows; every other leaf has a leading row axis
+(`gather_rows`, `broadcast_cache`).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from flan_jax.models.config import DecoderConfig, ModelConfig
+from flan_jax.models.family import ModelConfig
 from flan_jax.models.layers import (
     Array,
-    Embed,
     GatedGeluMlp,
     MultiHeadAttention,
     RelativePositionBias,
@@ -88,9 +92,10 @@ class DecoderLayer(nn.Module):
 class DecoderStack(nn.Module):
     """Embedded tokens -> layers -> final norm -> untied logits [b, t, vocab] (fp32).
 
-    Used as T5's decoder (`cross_attention=True`, embedding shared with the encoder) and as the
-    body of `DecoderOnly`. Self-attention is causal; `decoder_causal_attention` (seqio's
-    prefix-LM marker, 1 on the prefix) additionally lets prefix positions see each other.
+    Used as an encoder-decoder's decoder (`cross_attention=True`, embedding shared with the
+    encoder) and as the body of a decoder-only LM. Self-attention is causal;
+    `decoder_causal_attention` (seqio's prefix-LM marker, 1 on the prefix) additionally lets
+    prefix positions see each other.
     """
 
     config: ModelConfig
@@ -213,40 +218,32 @@ class DecoderStack(nn.Module):
         return nn.with_logical_constraint(logits, ("batch", "length", "vocab"))
 
 
-class DecoderOnly(nn.Module):
-    """Decoder-only LM; causal, or prefix-LM when `decoder_causal_attention` is given."""
+# ---------------------------------------------------------------------------------------------
+# Cache rows: the shared index / key positions stay, every other leaf follows its rows.
 
-    config: DecoderConfig
 
-    @nn.compact
-    def __call__(
-        self,
-        decoder_input_tokens: Array,
-        decoder_target_tokens: Array | None = None,
-        decoder_segment_ids: Array | None = None,
-        decoder_positions: Array | None = None,
-        decoder_causal_attention: Array | None = None,
-        enable_dropout: bool = False,
-        decode: bool = False,
-    ) -> Array:
-        """Token ids [b, t] (seqio DecoderFeatureConverter / PrefixLMFeatureConverter keys) ->
-        logits [b, t, vocab] in fp32. See the module docstring for `decode=True`."""
-        cfg = self.config
-        embedder = Embed(
-            cfg.vocab_size,
-            cfg.d_model,
-            jnp.dtype(cfg.dtype),
-            jnp.dtype(cfg.param_dtype),
-            name="token_embedder",
-        )
-        return DecoderStack(
-            cfg, cfg.num_layers, cross_attention=False, embedder=embedder, name="decoder"
-        )(
-            decoder_input_tokens,
-            decoder_target_tokens=decoder_target_tokens,
-            decoder_segment_ids=decoder_segment_ids,
-            decoder_positions=decoder_positions,
-            decoder_causal_attention=decoder_causal_attention,
-            deterministic=not enable_dropout,
-            decode=decode,
-        )
+def _is_shared_leaf(path: Any) -> bool:
+    name = getattr(path[-1], "key", None)
+    return name in ("cache_index", "key_positions")
+
+
+def gather_rows(cache: Any, rows: Array) -> Any:
+    """The cache with row j taken from row `rows[j]` (beam search reorders its beams)."""
+
+    def take(path, leaf):
+        if _is_shared_leaf(path) or leaf.ndim == 0:
+            return leaf
+        return jnp.take(leaf, rows, axis=0)
+
+    return jax.tree_util.tree_map_with_path(take, cache)
+
+
+def broadcast_cache(cache: Any, k: int) -> Any:
+    """A batch-1 cache copied to k rows (the scalar index and key positions stay shared)."""
+
+    def tile(path, leaf):
+        if _is_shared_leaf(path):
+            return leaf
+        return jnp.broadcast_to(leaf, (k, *leaf.shape[1:]))
+
+    return jax.tree_util.tree_map_with_path(tile, cache)

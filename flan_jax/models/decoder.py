@@ -1,0 +1,373 @@
+"""The decoder-only family: `DecoderConfig`, its preset sizes, the `DecoderOnly` LM (T5 1.1 blocks,
+causal relative positions, optional prefix-LM attention) and the family hooks (`DecoderFamily`).
+
+Batches are seqio's DecoderFeatureConverter / PrefixLMFeatureConverter ones: inputs and targets
+concatenated into one sequence, the prompt (inputs plus one position) attending bidirectionally
+when `decoder_causal_attention` is given. See `stack.py` for the KV-cache decoding protocol.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from flan_jax.models import family
+from flan_jax.models.family import ModelConfig, ModelFn, Stepper
+from flan_jax.models.layers import Array, Embed
+from flan_jax.models.losses import shift_right, target_scores
+from flan_jax.models.stack import DecoderStack, broadcast_cache, gather_rows
+
+# Key positions given to hidden cache slots: larger than any query position, so the decoder's
+# "key position <= query position" mask never shows them.
+_HIDDEN_POSITION = 2**30
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoderConfig(ModelConfig):
+    """Decoder-only LM (T5 1.1 blocks, causal relative positions). Defaults are `tiny`."""
+
+    vocab_size: int = 32128
+    d_model: int = 64
+    num_heads: int = 4
+    head_dim: int = 16
+    d_ff: int = 128
+    num_layers: int = 2
+    relative_attention_num_buckets: int = 32
+    relative_attention_max_distance: int = 128
+    dropout_rate: float = 0.0
+    layer_norm_epsilon: float = 1e-6
+    dtype: str = "float32"
+    param_dtype: str = "float32"
+    remat: bool = False
+
+    def __post_init__(self) -> None:
+        family.check_block_fields(self)
+        family.check_positive(self, "num_layers")
+
+
+# Decoder-only sizes (ours, no published counterpart). Parameters at vocab 32128:
+#   tiny   ~4.2M (almost all embeddings)
+#   small  ~106M  d 768,  12 x 64 heads,  d_ff 2048, 8 layers
+#   base   ~955M  d 2048, 16 x 128 heads, d_ff 5632, 16 layers
+#   large  ~2.7B  d 2560, 20 x 128 heads, d_ff 6912, 32 layers
+# gin/models/decoder_<size>.gin bind the same values (tests/test_model_presets.py checks it).
+DECODER_SIZES: dict[str, dict[str, int]] = {
+    "tiny": dict(d_model=64, num_heads=4, head_dim=16, d_ff=128, num_layers=2),
+    "small": dict(d_model=768, num_heads=12, head_dim=64, d_ff=2048, num_layers=8),
+    "base": dict(d_model=2048, num_heads=16, head_dim=128, d_ff=5632, num_layers=16),
+    "large": dict(d_model=2560, num_heads=20, head_dim=128, d_ff=6912, num_layers=32),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# The module.
+
+
+class DecoderOnly(nn.Module):
+    """Decoder-only LM; causal, or prefix-LM when `decoder_causal_attention` is given."""
+
+    config: DecoderConfig
+
+    @nn.compact
+    def __call__(
+        self,
+        decoder_input_tokens: Array,
+        decoder_target_tokens: Array | None = None,
+        decoder_segment_ids: Array | None = None,
+        decoder_positions: Array | None = None,
+        decoder_causal_attention: Array | None = None,
+        enable_dropout: bool = False,
+        decode: bool = False,
+    ) -> Array:
+        """Token ids [b, t] (seqio DecoderFeatureConverter / PrefixLMFeatureConverter keys) ->
+        logits [b, t, vocab] in fp32. See `stack.py` for `decode=True`."""
+        cfg = self.config
+        embedder = Embed(
+            cfg.vocab_size,
+            cfg.d_model,
+            jnp.dtype(cfg.dtype),
+            jnp.dtype(cfg.param_dtype),
+            name="token_embedder",
+        )
+        return DecoderStack(
+            cfg, cfg.num_layers, cross_attention=False, embedder=embedder, name="decoder"
+        )(
+            decoder_input_tokens,
+            decoder_target_tokens=decoder_target_tokens,
+            decoder_segment_ids=decoder_segment_ids,
+            decoder_positions=decoder_positions,
+            decoder_causal_attention=decoder_causal_attention,
+            deterministic=not enable_dropout,
+            decode=decode,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Prompts into the KV cache (shared by scoring and decoding).
+
+
+def prefill_prompt(
+    model: DecoderOnly, params: Any, prompt: Array, cache_length: int, prefix_lm: bool
+) -> tuple[dict, Array]:
+    """Runs one prompt [s] into a fresh batch-1 KV cache of `cache_length` slots.
+
+    The prompt is laid out as seqio's prefix-LM does (token 0, then the n real input tokens,
+    then padding up to s + 1 slots). Returns the cache, re-labelled so the next chunk continues
+    right after the real prompt (see `_relabel_positions`), and the logits [1, vocab] of the
+    prompt's last real position (they predict the first target token).
+    """
+    s = prompt.shape[0]
+    n = jnp.sum(prompt > 0)
+    chunk = jnp.pad(prompt, (1, 0))[None, :]  # [1, s + 1]: BOS 0, inputs, padding
+    cache = FAMILY.init_decode_cache(model, batch_size=1, max_decode_length=cache_length)
+    marker = None
+    if prefix_lm:
+        marker = (jnp.arange(s + 1) <= n).astype(jnp.int32)[None, :]
+    logits, mutated = model.apply(
+        {"params": params, "cache": cache},
+        chunk,
+        decoder_causal_attention=marker,
+        decode=True,
+        mutable=["cache"],
+    )
+    cache = _relabel_positions(mutated["cache"], n, s)
+    return cache, jax.lax.dynamic_index_in_dim(logits[0], n, axis=0, keepdims=True)
+
+
+def _relabel_positions(cache: dict, n: Array, s: int) -> dict:
+    """Key positions that make a right-padded prompt look contiguous to later chunks.
+
+    The model's cache keeps one position per slot ("key_positions", shared by the batch, which
+    is why the cached paths vmap over examples). Later chunks are written from slot s + 1 with
+    query position = slot; shifting the real prompt slots 0..n by s - n puts the last one right
+    before it, and the padding slots n+1..s get a position no query reaches (masked). Relative
+    position biases only see differences, so the result equals the unpadded sequence.
+    """
+    slots = jnp.arange(cache["decoder"]["key_positions"].shape[0], dtype=jnp.int32)
+    positions = jnp.where(
+        slots <= n, slots + (s - n), jnp.where(slots <= s, _HIDDEN_POSITION, slots)
+    ).astype(jnp.int32)
+    decoder = dict(cache["decoder"], key_positions=positions)
+    return dict(cache, decoder=decoder)
+
+
+def _prefix_lm_batch(
+    inputs: Array, targets: Array, prefix_lm: bool
+) -> tuple[dict[str, Array], Array]:
+    """Rows [b, s] + [b, t] -> PrefixLM model batch over s + t slots and the loss weights.
+
+    Each row is packed left (inputs, then targets, then padding) like seqio's converter; the
+    prefix marker covers the inputs plus one position.
+    """
+    b, s = inputs.shape
+    t = targets.shape[1]
+    n_in = jnp.sum(inputs > 0, axis=1)
+    n_tg = jnp.sum(targets > 0, axis=1)
+    pos = jnp.arange(s + t)[None, :]
+    # Slot j holds input j (j < n_in) or target j - n_in.
+    from_inputs = jnp.take_along_axis(inputs, jnp.minimum(pos, s - 1).repeat(b, 0), axis=1)
+    tg_index = jnp.clip(pos - n_in[:, None], 0, t - 1)
+    from_targets = jnp.take_along_axis(targets, tg_index, axis=1)
+    is_target = (pos >= n_in[:, None]) & (pos < (n_in + n_tg)[:, None])
+    tokens = jnp.where(pos < n_in[:, None], from_inputs, jnp.where(is_target, from_targets, 0))
+    batch = dict(decoder_input_tokens=shift_right(tokens), decoder_target_tokens=tokens)
+    if prefix_lm:
+        batch["decoder_causal_attention"] = (pos <= n_in[:, None]).astype(jnp.int32)
+    return batch, is_target
+
+
+# ---------------------------------------------------------------------------------------------
+# The family hooks.
+
+
+class DecoderFamily(family.Family):
+    """Decoder-only LM: prefix-LM batches; cached scoring and decoding vmap over examples,
+    because the cache keeps one set of key positions for all its rows and prompts differ in
+    length."""
+
+    name = "decoder"
+    display_name = "decoder-only"
+    config_class = DecoderConfig
+    batch_layout = "prefix_lm"
+    sizes = DECODER_SIZES
+
+    def build(self, config: DecoderConfig) -> DecoderOnly:
+        return DecoderOnly(config)
+
+    def model_feature_lengths(
+        self, config: DecoderConfig, task_feature_lengths: Mapping[str, int]
+    ) -> dict[str, int]:
+        return {"decoder_target_tokens": sum(task_feature_lengths.values())}
+
+    def param_count(self, config: DecoderConfig) -> int:
+        d, a, f = config.d_model, config.num_heads * config.head_dim, config.d_ff
+        attn = 4 * d * a  # q, k, v, o
+        mlp = 3 * d * f  # wi_0, wi_1, wo
+        relpos = config.relative_attention_num_buckets * config.num_heads
+        embeddings = 2 * config.vocab_size * d  # input embedding + untied logits kernel
+        return embeddings + config.num_layers * (attn + mlp + 2 * d) + d + relpos
+
+    def train_flops_per_example(
+        self, config: DecoderConfig, task_feature_lengths: Mapping[str, int]
+    ) -> float:
+        """3x forward (matmuls 2mkn; gathers free): T5's per-layer terms over the concatenated
+        sequence S = inputs + targets (the prefix-LM layout, loss on the targets only);
+        attention scores counted over the full S x S square as t5.md does for the causal
+        decoder, and logits counted on all S positions because the model computes them
+        everywhere (the loss just ignores the prefix ones)."""
+        d, a, f, v = (
+            config.d_model,
+            config.num_heads * config.head_dim,
+            config.d_ff,
+            config.vocab_size,
+        )
+        s = sum(task_feature_lengths.values())
+
+        def block(s: int) -> float:  # self-attention (projections + scores/values) and MLP
+            return 2 * s * (4 * d * a + 3 * d * f) + 4 * s * s * a
+
+        fwd = config.num_layers * block(s) + 2 * s * d * v
+        return 3.0 * float(fwd)
+
+    def init_decode_cache(
+        self,
+        model: DecoderOnly,
+        batch_size: int,
+        max_decode_length: int,
+        encoder_length: int | None = None,
+    ) -> dict:
+        del encoder_length  # no encoder
+        decoder_tokens = jnp.ones((batch_size, max_decode_length), jnp.int32)
+
+        def init(rng: jax.Array) -> dict:
+            return model.init(rng, decoder_tokens, decode=True)["cache"]
+
+        # Only the cache is returned, so XLA drops the parameter init and the forward pass.
+        return jax.jit(init)(jax.random.key(0))
+
+    def row_scorer(self, model: DecoderOnly, prefix_lm: bool) -> ModelFn:
+        def score(params, inputs, targets):
+            batch, is_target = _prefix_lm_batch(inputs, targets, prefix_lm)
+            logits = model.apply({"params": params}, **batch)
+            return target_scores(logits, batch["decoder_target_tokens"], is_target)
+
+        return ModelFn(score)
+
+    def option_scorer(self, model: DecoderOnly, prefix_lm: bool) -> ModelFn:
+        """Prefills each prompt into a KV cache once and scores every option from copies."""
+
+        def score_group(params, prompt, options):
+            """One example: prompt [s], options [K, t] -> [K, 2] (vmapped over examples)."""
+            s = prompt.shape[0]
+            k, t = options.shape
+            cache, first_logits = prefill_prompt(model, params, prompt, s + 1 + t, prefix_lm)
+            cache = broadcast_cache(cache, k)
+            logits, _ = model.apply(
+                {"params": params, "cache": cache}, options, decode=True, mutable=["cache"]
+            )
+            # The prompt's last position predicts the first target token; option position j
+            # the next.
+            logits = jnp.concatenate(
+                [jnp.broadcast_to(first_logits, (k, 1, first_logits.shape[-1])), logits[:, :-1]],
+                axis=1,
+            )
+            return target_scores(logits, options)
+
+        return ModelFn(jax.vmap(score_group, in_axes=(None, 0, 0)), vmaps_examples=True)
+
+    def stepper(
+        self, model: DecoderOnly, copies: int, max_len: int, use_cache: bool, prefix_lm: bool
+    ) -> ModelFn:
+        """With the cache: each prompt prefilled as one prefix-LM chunk, per example (vmap)."""
+
+        def make(params: Any, inputs: Array) -> Stepper:
+            return _lm_stepper(model, params, inputs, copies, max_len, use_cache, prefix_lm)
+
+        return ModelFn(make, vmaps_examples=use_cache)
+
+
+def _lm_stepper(
+    model: DecoderOnly,
+    params: Any,
+    inputs: Array,
+    copies: int,
+    max_len: int,
+    use_cache: bool,
+    prefix_lm: bool,
+) -> Stepper:
+    e, s = inputs.shape
+    n_in = jnp.sum(inputs > 0, axis=1)  # [e]
+
+    if use_cache:
+
+        def start_one(prompt):
+            cache, first = prefill_prompt(model, params, prompt, s + 1 + max_len, prefix_lm)
+            return jnp.broadcast_to(first, (copies, first.shape[-1])), broadcast_cache(
+                cache, copies
+            )
+
+        def step_one(cache, tokens):
+            logits, mutated = model.apply(
+                {"params": params, "cache": cache}, tokens[:, None], decode=True, mutable=["cache"]
+            )
+            return logits[:, 0], mutated["cache"]
+
+        def start():
+            logits, cache = jax.vmap(start_one)(inputs)  # [e, R, V], cache leaves [e, R, ...]
+            return logits.reshape(e * copies, -1), cache
+
+        def step(cache, tokens, i):
+            del i
+            logits, cache = jax.vmap(step_one)(cache, tokens.reshape(e, copies))
+            return logits.reshape(e * copies, -1), cache
+
+        def reorder(cache, rows):
+            # Beams move within their example only: per-example row indices.
+            inner = rows.reshape(e, copies) - (jnp.arange(e) * copies)[:, None]
+            return jax.vmap(gather_rows)(cache, inner)
+
+        return Stepper(start, step, reorder)
+
+    # No cache: one left-packed buffer per row, [prompt slots 0..s | generated slots s+1..].
+    # Prompt padding sits between the two parts; it is masked out (validity) and skipped by the
+    # explicit positions, so the model sees the contiguous sequence.
+    total = s + 1 + max_len
+    slots = jnp.arange(total)[None, :]
+    n_rep = jnp.repeat(n_in, copies)[:, None]  # [n, 1]
+    in_prompt = slots <= n_rep
+    valid = in_prompt | (slots > s)
+    positions = jnp.where(in_prompt, slots, jnp.where(slots > s, slots - s + n_rep, 0))
+    batch = dict(
+        decoder_target_tokens=valid.astype(jnp.int32),  # only its > 0 (validity) is used
+        decoder_positions=positions.astype(jnp.int32),
+    )
+    if prefix_lm:
+        batch["decoder_causal_attention"] = in_prompt.astype(jnp.int32)
+
+    def full(buffer, at):
+        logits = model.apply({"params": params}, buffer, **batch)
+        return jnp.take_along_axis(logits, at[:, None, None], axis=1)[:, 0]
+
+    def start_nc():
+        prompt = jnp.repeat(jnp.pad(inputs, ((0, 0), (1, 0))), copies, axis=0)  # [n, s + 1]
+        buffer = jnp.pad(prompt, ((0, 0), (0, max_len)))
+        return full(buffer, n_rep[:, 0]), buffer
+
+    def step_nc(buffer, tokens, i):
+        buffer = jax.lax.dynamic_update_index_in_dim(buffer, tokens, s + 1 + i, axis=1)
+        return full(buffer, jnp.full((buffer.shape[0],), s + 1 + i)), buffer
+
+    return Stepper(start_nc, step_nc, lambda buf, rows: jnp.take(buf, rows, axis=0))
+
+
+FAMILY = family.register(DecoderFamily())
+
+
+def decoder_config(size: str, **overrides: Any) -> DecoderConfig:
+    """A decoder-only preset by name (`DECODER_SIZES`), with field overrides."""
+    return FAMILY.preset(size, **overrides)
