@@ -54,7 +54,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from flan_jax import optim, partitioning, preflight, train, train_step  # noqa: E402
+from flan_jax import optim, partitioning, train_step  # noqa: E402
 from flan_jax.models import (  # noqa: E402
     T5Config,
     build_model,
@@ -70,8 +70,8 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _config(model: T5Config, batch: int, mesh: partitioning.MeshConfig) -> train.TrainConfig:
-    return train.TrainConfig(
+def _config(model: T5Config, batch: int, mesh: partitioning.MeshConfig) -> train_step.TrainConfig:
+    return train_step.TrainConfig(
         model_dir="/unused",
         mixture_or_task_name="synthetic",
         task_feature_lengths=LENGTHS,
@@ -288,6 +288,10 @@ def throughput(
 
 
 def memory(model_cfg: T5Config, batch: int, meshes: dict, devices) -> dict:
+    # Imported here: preflight lays the batch out with seqio's feature converters (TensorFlow),
+    # which the throughput part does not need; it starts with the JAX stack alone.
+    from flan_jax import preflight
+
     out = {}
     for name, mesh_cfg in meshes.items():
         report = preflight.preflight(_config(model_cfg, batch, mesh_cfg), devices=devices)

@@ -15,14 +15,15 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import sacrebleu
-import scipy.stats
-import sklearn.metrics
-from rouge_score import rouge_scorer
+
+# sacrebleu, rouge-score (nltk), scikit-learn and scipy load when a metric is first computed:
+# every task module imports this file, and listing or registering tasks should not pay for them.
 
 
 def exact_match(targets: Sequence[Any], predictions: Sequence[Any]) -> dict[str, float]:
     """Percentage of predictions equal to their target (after postprocessing)."""
+    import sklearn.metrics
+
     return {"accuracy": 100.0 * sklearn.metrics.accuracy_score(targets, predictions)}
 
 
@@ -50,6 +51,8 @@ def rank_classification(
     targets: Sequence[tuple[int, int, bool]], scores: Sequence[float]
 ) -> dict[str, float]:
     """Accuracy of rank classification: argmax of option scores within each example."""
+    import sklearn.metrics
+
     predicted, gold = rank_choices(targets, scores)
     return {"accuracy": 100.0 * sklearn.metrics.accuracy_score(gold, predicted)}
 
@@ -60,31 +63,43 @@ def rank_classification(
 
 def accuracy(targets: Sequence[Any], predictions: Sequence[Any]) -> dict[str, float]:
     """Percentage of exact matches (the name FLAN tables use)."""
+    import sklearn.metrics
+
     return {"accuracy": 100.0 * sklearn.metrics.accuracy_score(targets, predictions)}
 
 
 def f1_binary(targets: Sequence[Any], predictions: Sequence[Any]) -> dict[str, float]:
     """F1 of the positive class (label 1 / True), as GLUE reports for MRPC and QQP."""
+    import sklearn.metrics
+
     return {"f1": 100.0 * sklearn.metrics.f1_score(targets, predictions, average="binary")}
 
 
 def f1_macro(targets: Sequence[Any], predictions: Sequence[Any]) -> dict[str, float]:
     """Unweighted mean of per-class F1 (classes seen in targets or predictions)."""
+    import sklearn.metrics
+
     return {"f1_macro": 100.0 * sklearn.metrics.f1_score(targets, predictions, average="macro")}
 
 
 def matthews_corrcoef(targets: Sequence[Any], predictions: Sequence[Any]) -> dict[str, float]:
     """Matthews correlation x 100 (CoLA)."""
+    import sklearn.metrics
+
     return {"matthews_corrcoef": 100.0 * sklearn.metrics.matthews_corrcoef(targets, predictions)}
 
 
 def pearson_corrcoef(targets: Sequence[float], predictions: Sequence[float]) -> dict[str, float]:
     """Pearson correlation x 100 (STS-B)."""
+    import scipy.stats
+
     return {"pearson_corrcoef": 100.0 * float(scipy.stats.pearsonr(targets, predictions)[0])}
 
 
 def spearman_corrcoef(targets: Sequence[float], predictions: Sequence[float]) -> dict[str, float]:
     """Spearman rank correlation x 100 (STS-B)."""
+    import scipy.stats
+
     return {"spearman_corrcoef": 100.0 * float(scipy.stats.spearmanr(targets, predictions)[0])}
 
 
@@ -105,6 +120,8 @@ def bleu(targets: Sequence[Any], predictions: Sequence[str]) -> dict[str, float]
     sacrebleu wants reference streams of equal length: rows with fewer references repeat their
     first one, which leaves the n-gram counts unchanged (the max count per n-gram is the same).
     """
+    import sacrebleu
+
     refs = [_references(t) for t in targets]
     width = max((len(r) for r in refs), default=1)
     streams = [[r[i] if i < len(r) else r[0] for r in refs] for i in range(width)]
@@ -120,6 +137,8 @@ def rouge(targets: Sequence[Any], predictions: Sequence[str]) -> dict[str, float
 
     ROUGE-L is the summary-level `rougeLsum` with one sentence per line, as T5 reports it.
     """
+    from rouge_score import rouge_scorer
+
     scorer = rouge_scorer.RougeScorer(list(_ROUGE_TYPES), use_stemmer=True)
     totals = dict.fromkeys(_ROUGE_TYPES, 0.0)
     for target, prediction in zip(targets, predictions, strict=True):
@@ -209,6 +228,8 @@ def rank_classification_f1(
     targets: Sequence[tuple[int, int, bool]], scores: Sequence[float]
 ) -> dict[str, float]:
     """Accuracy and binary F1 of the chosen option (option 1 = positive; MRPC, QQP, MultiRC)."""
+    import sklearn.metrics
+
     predicted, gold = rank_choices(targets, scores)
     return {
         "accuracy": 100.0 * sklearn.metrics.accuracy_score(gold, predicted),
@@ -220,6 +241,8 @@ def rank_classification_f1_macro(
     targets: Sequence[tuple[int, int, bool]], scores: Sequence[float]
 ) -> dict[str, float]:
     """Accuracy and macro F1 over option indices (multi-class, e.g. CB)."""
+    import sklearn.metrics
+
     predicted, gold = rank_choices(targets, scores)
     return {
         "accuracy": 100.0 * sklearn.metrics.accuracy_score(gold, predicted),
@@ -231,6 +254,8 @@ def rank_classification_mcc(
     targets: Sequence[tuple[int, int, bool]], scores: Sequence[float]
 ) -> dict[str, float]:
     """Accuracy and Matthews correlation of the chosen option (CoLA)."""
+    import sklearn.metrics
+
     predicted, gold = rank_choices(targets, scores)
     return {
         "accuracy": 100.0 * sklearn.metrics.accuracy_score(gold, predicted),
