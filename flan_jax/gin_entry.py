@@ -9,10 +9,12 @@ resolve from the working directory first, then from the gin files shipped with t
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import logging
 import os
 import pathlib
+import re
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
@@ -79,16 +81,63 @@ def split_gin_args(argv: Sequence[str]) -> tuple[list[str], list[str], list[str]
     return files, bindings, rest
 
 
+class GinError(ValueError):
+    """A gin file or ``--gin.X=`` flag that cannot be used (one line: what, where, the fix)."""
+
+
+def _macro_names() -> set[str]:
+    """Macros the parsed files define (T5X's are all in train.gin, REQUIRED or with a value)."""
+    return {name for (name, selector) in gin.config._CONFIG if selector == "gin.macro"}
+
+
+def _nearest(name: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def _explain(e: Exception, binding: str | None) -> str:
+    """gin's exception as one actionable line."""
+    message = str(e).splitlines()[0].strip() if str(e) else type(e).__name__
+    where = f" in --gin.{binding.replace(' = ', '=', 1)}" if binding else ""
+    unknown_param = re.search(
+        r"Configurable '(\w+)' doesn't have a parameter named '(\w+)'", message
+    )
+    if unknown_param:
+        cls, param = unknown_param.groups()
+        fields = [f.name for c in CONFIGURABLES if c.__name__ == cls for f in dataclasses.fields(c)]
+        return f"gin: {cls} has no parameter '{param}'{where}{_nearest(param, fields)}"
+    unknown_cls = re.search(r"No configurable matching '([\w.]+)'", message)
+    if unknown_cls:
+        names = [c.__name__ for c in CONFIGURABLES]
+        return (
+            f"gin: unknown configurable '{unknown_cls.group(1)}'{where}"
+            f"{_nearest(unknown_cls.group(1), names)} (configurable: {', '.join(names)})"
+        )
+    if isinstance(e, SyntaxError) or "malformed" in message or "Unable to parse" in message:
+        if binding:
+            return (
+                f"gin: cannot parse --gin.{binding.replace(' = ', '=', 1)}: the value must be a "
+                'number, list, dict or quoted string, e.g. --gin.MODEL_DIR=\\"runs/x\\"'
+            )
+        return f"gin: cannot parse the gin files ({message})"
+    return f"gin: {message}{where}"
+
+
 def parse(
     files: Sequence[str], bindings: Sequence[str], macros: Mapping[str, Any] | None = None
 ) -> None:
     """Parses gin files, then binds `macros` (Python values), then the `bindings` strings (so a
-    user's ``--gin.X=`` flags win). The packaged gin dir is on the include search path."""
+    user's ``--gin.X=`` flags win). The packaged gin dir is on the include search path.
+
+    Every problem is a one-line `GinError`: a parse error, an unknown configurable or parameter,
+    and a macro flag that no gin file defines (a misspelled ``--gin.TRAIN_STEP=20`` would
+    otherwise bind a macro nothing reads), each with the nearest known name.
+    """
     register_configurables()
     gin.clear_config()
     gin.add_config_file_search_path(packaged_gin_dir())
     if not files:
-        raise ValueError("no --gin_file given; e.g. --gin_file=experiments/demo_smoke.gin")
+        raise GinError("no --gin_file given; e.g. --gin_file=experiments/demo_smoke.gin")
     resolved = []
     for f in files:
         resolved.append(_resolve(f))
@@ -96,13 +145,24 @@ def parse(
     # gin logs an error for every search path an include is not found in before the one it is.
     root = logging.getLogger()
     level, root.level = root.level, logging.CRITICAL
+    binding = None
     try:
         gin.parse_config_files_and_bindings(resolved, [], finalize_config=False)
+        known = _macro_names()
         for name, value in (macros or {}).items():
             gin.bind_parameter(f"{name}/macro.value", value)
-        gin.parse_config(bindings)
-    except (ValueError, SyntaxError, gin.config.ParseError) as e:
-        raise ValueError(f"gin: {str(e).splitlines()[0]}") from None
+        for binding in bindings:
+            name = binding.split("=", 1)[0].strip()
+            if "." not in name and "/" not in name and name not in known:
+                raise GinError(
+                    f"gin: --gin.{name} sets a macro no gin file uses{_nearest(name, known)} "
+                    f"(macros: {', '.join(sorted(known))})"
+                )
+            gin.parse_config(binding)
+    except GinError:
+        raise
+    except Exception as e:  # gin raises ValueError, SyntaxError, NameError, ... with context
+        raise GinError(_explain(e, binding)) from None
     finally:
         root.level = level
 
@@ -152,12 +212,6 @@ def build_config(cls):
     return cfg
 
 
-def write_operative_config(model_dir: str) -> str:
-    """Writes the operative gin config to MODEL_DIR/config.gin (what this run actually used)."""
-    import tensorflow as tf
-
-    tf.io.gfile.makedirs(model_dir)
-    path = f"{model_dir}/config.gin"
-    with tf.io.gfile.GFile(path, "w") as f:
-        f.write(gin.operative_config_str())
-    return path
+def operative_config() -> str:
+    """The operative gin config (what the built configs actually used), to keep in MODEL_DIR."""
+    return gin.operative_config_str()

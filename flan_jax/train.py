@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flan_jax import checkpoints, input_pipeline, models, optim, partitioning, train_step, vocab
+from flan_jax import run_dir as run_dir_lib
 
 log = logging.getLogger("flan_jax.train")
 
@@ -41,14 +42,41 @@ def train(
     layout: partitioning.Layout | None = None,
     stop_after: int | None = None,
     batch_hook: Callable[[int, dict[str, np.ndarray]], None] | None = None,
+    operative_config: str | None = None,
 ) -> dict[str, Any]:
     """Trains (or resumes) up to ``cfg.train_steps``; returns the last logged metrics.
 
     ``layout`` is the job's mesh and rules (default: built from ``cfg.mesh`` over ``devices``,
-    all devices when None). ``stop_after`` ends
-    this invocation after that many steps, checkpointing first (a preempted job behaves the
-    same). ``batch_hook(step, host_batch)`` sees every batch consumed (for inspection/tests).
+    all devices when None). ``stop_after`` ends this invocation after that many steps,
+    checkpointing first (a preempted job behaves the same). ``batch_hook(step, host_batch)``
+    sees every batch consumed (for inspection/tests). ``operative_config`` (the gin text the
+    entry layer parsed) is kept in MODEL_DIR beside earlier launches' configs.
+
+    MODEL_DIR is a contract (see `flan_jax.run_dir`): nothing is written into it before the
+    inputs are checked, a resume must train on what the run's record says, and a lock keeps a
+    second trainer out.
     """
+    run_dir = run_dir_lib.RunDir(cfg.model_dir)
+    try:
+        return _train(cfg, run_dir, devices, layout, stop_after, batch_hook, operative_config)
+    finally:
+        run_dir.release_lock()  # only if this process holds it
+
+
+def _train(
+    cfg: TrainConfig,
+    run_dir: run_dir_lib.RunDir,
+    devices: Sequence[jax.Device] | None,
+    layout: partitioning.Layout | None,
+    stop_after: int | None,
+    batch_hook: Callable[[int, dict[str, np.ndarray]], None] | None,
+    operative_config: str | None,
+) -> dict[str, Any]:
+    # == The run directory: checked before anything is written ==
+    run_dir.check_usable()
+    record = run_dir_lib.run_record(cfg)
+    run_dir.check_resume(record, has_checkpoints=run_dir.has_checkpoints())
+
     # == Mesh ==
     partitioning.init_distributed()
     layout = layout or partitioning.Layout.build(cfg.mesh, devices)
@@ -58,11 +86,6 @@ def train(
     is_host0 = jax.process_index() == 0
     log.info(
         "mesh %s over %d devices (%s)", dict(mesh.shape), mesh.size, jax.devices()[0].device_kind
-    )
-
-    # == Checkpoints (fails early on an unwritable MODEL_DIR) ==
-    ckpt = checkpoints.Checkpointer(
-        cfg.model_dir, keep=cfg.keep_checkpoints, async_save=cfg.async_checkpoint
     )
 
     # == Data ==
@@ -78,6 +101,14 @@ def train(
         vocabulary=vocabulary,
         shard_index=shard_index,
         num_shards=num_shards,
+    )
+
+    # == Inputs checked: claim MODEL_DIR (lock, run record), open the checkpoints ==
+    if is_host0:
+        run_dir.acquire_lock()
+        run_dir.write_record(record)
+    ckpt = checkpoints.Checkpointer(
+        run_dir.path, keep=cfg.keep_checkpoints, async_save=cfg.async_checkpoint
     )
 
     # == Model and optimizer ==
@@ -108,6 +139,10 @@ def train(
         state = {"step": step0, "params": params, "opt_state": opt_state}
         start = 0
 
+    if is_host0 and operative_config is not None and start < cfg.train_steps:
+        # This launch trains: keep its config beside the earlier launches' (never over them).
+        log.info("operative config: %s", run_dir.write_config(operative_config))
+
     # == The jitted update step ==
     batch_shardings = partitioning.batch_sharding(mesh)
     step_fn = train_step.make_train_step(model, tx, cfg, schedule)
@@ -125,7 +160,7 @@ def train(
         ckpt.save(at, state, position, meta=_meta(cfg, at), force=True)
 
     # == Metrics ==
-    writer = _metric_writer(cfg.model_dir, is_host0)
+    writer = _metric_writer(run_dir.train_log_dir(), is_host0)
     flops_per_row = models.train_flops_per_example(cfg.model, cfg.task_feature_lengths)
     peak, peak_source = train_step.peak_flops_total()
     log.info("MFU against %s: %.3g FLOP/s", peak_source, peak)
@@ -194,7 +229,7 @@ def train(
             save(done)
             window_t = time.perf_counter()  # keep checkpoint time out of step-time metrics
         if cfg.eval_every and done % cfg.eval_every == 0 and done != end:
-            _periodic_eval(cfg, vocabulary, model, state["params"], layout, done, writer)
+            _periodic_eval(cfg, run_dir, vocabulary, model, state["params"], layout, done, writer)
             window_t = time.perf_counter()
     progress.close()
     ckpt.wait()
@@ -260,15 +295,15 @@ def _progress(start: int, total: int, enabled: bool):
     return tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True)
 
 
-def _metric_writer(model_dir: str, is_host0: bool):
+def _metric_writer(log_dir: str, is_host0: bool):
     from clu import metric_writers
 
     return metric_writers.create_default_writer(
-        f"{model_dir}/train", just_logging=not is_host0, asynchronous=True
+        log_dir, just_logging=not is_host0, asynchronous=True
     )
 
 
-def _periodic_eval(cfg, vocabulary, model, params, layout, step, writer) -> None:
+def _periodic_eval(cfg, run_dir, vocabulary, model, params, layout, step, writer) -> None:
     """Held-out eval mixture on the dev split, into MODEL_DIR/eval/step_<N> and TensorBoard."""
     from flan_jax.evaluation import evaluator
 
@@ -284,7 +319,7 @@ def _periodic_eval(cfg, vocabulary, model, params, layout, step, writer) -> None
         cfg.task_feature_lengths,
         splits=("validation",),
         batch_size=cfg.eval_batch_size,
-        out_dir=f"{cfg.model_dir}/eval/step_{step}",
+        out_dir=run_dir.eval_dir(step),
         vocabulary=vocabulary,
     )
     scalars = {

@@ -108,8 +108,20 @@ def test_infer_bad_input_is_one_line(random_checkpoint, tmp_path, capsys):
     base = ["infer", *GIN, f'--gin.CHECKPOINT_PATH="{random_checkpoint}"']
     assert cli.main(base) == 2
     assert "give either --prompt TEXT or --input" in capsys.readouterr().err
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text("{not json\n")
-    assert cli.main([*base, "--input", str(bad), "--output", str(tmp_path / "o.jsonl")]) == 2
-    err = capsys.readouterr().err
-    assert "line 1 is not JSON" in err and err.count("\n") == 1
+    for lines, message in [
+        (['{"prompt": "a"}', "{not json"], "line 2 is not JSON"),
+        (['{"prompt": "a", "options": "positive"}'], "line 1: \"options\" must be a list"),
+        (['{"prompt": "a", "options": ["only"]}'], "at least two non-empty strings"),
+        (['["a", "b"]'], "line 1 is a list, not an object"),
+        (['{"text": "a"}'], "line 1 has unknown key 'text'"),
+        (['{"prompt": 3}'], 'line 1 has no "prompt" text'),
+    ]:
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text("\n".join(lines) + "\n")
+        out = tmp_path / "o.jsonl"
+        assert cli.main([*base, "--input", str(bad), "--output", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and str(bad) in err and err.count("\n") == 1, err
+        assert not out.exists()
+    assert cli.main([*base, "--prompt", "Is it?", "--options", "yes"]) == 2
+    assert "at least two" in capsys.readouterr().err

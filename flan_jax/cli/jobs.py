@@ -21,9 +21,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     gin_entry = gin_config(args)
     cfg = gin_entry.build_train_config()
     setup_logging()
-    path = gin_entry.write_operative_config(cfg.model_dir)
-    print(f"[train] operative config: {path}")
-    metrics = train.train(cfg)
+    # train() keeps the operative config in MODEL_DIR once its checks pass (never before).
+    metrics = train.train(cfg, operative_config=gin_entry.operative_config())
     print(f"[train] done: {metrics}")
 
 
@@ -79,6 +78,7 @@ def cmd_infer(args: argparse.Namespace) -> None:
     cfg = gin_entry.build_eval_config()
     if args.prompt:
         records = [{"prompt": args.prompt, **({"options": args.options} if args.options else {})}]
+        jobs.check_prompt(records[0], "--prompt/--options")
     else:
         records = jobs.read_jsonl(args.input)
     setup_logging()
@@ -121,8 +121,7 @@ def cmd_smoke(args: argparse.Namespace) -> None:
         f"[smoke] 1/3 instruction-tuning tiny T5 on {cfg.mixture_or_task_name} "
         f"({cfg.train_steps} steps, mesh {cfg.mesh.describe()}) -> {cfg.model_dir}"
     )
-    gin_entry.write_operative_config(cfg.model_dir)
-    metrics = train.train(cfg, layout=layout)
+    metrics = train.train(cfg, layout=layout, operative_config=gin_entry.operative_config())
     if metrics.get("finished"):
         print(
             f"[smoke] reusing the finished run in {cfg.model_dir} (step {metrics['step']}); "
@@ -165,4 +164,5 @@ def cmd_smoke(args: argparse.Namespace) -> None:
   examples     {out_dir}/examples/<split>/<task>.jsonl
   checkpoints  {cfg.model_dir}/<step>/  (resume: run the same command again)
   TensorBoard  tensorboard --logdir {cfg.model_dir}/train
-  gin config   {cfg.model_dir}/config.gin""")
+  gin configs  {cfg.model_dir}/config.gin (first launch), config.<n>.gin (launch n)
+  run record   {cfg.model_dir}/run.json (what a resume must match)""")

@@ -225,10 +225,7 @@ def infer(
         return ids + [eos]
 
     for i, p in enumerate(prompts):
-        if not isinstance(p.get("prompt"), str) or not p["prompt"]:
-            raise ValueError(f'prompt {i} has no \'prompt\' text; give {{"prompt": "..."}}')
-        if "options" in p and not p["options"]:
-            raise ValueError(f"prompt {i} has empty options; give at least one or leave it out")
+        check_prompt(p, f"prompt {i}")
     inputs = [encode(p["prompt"], lengths["inputs"]) for p in prompts]
     decode = decoding.DecodeConfig(method=cfg.decode_method, num_beams=cfg.num_beams)
     outputs = decoding.decode_rows(model, params, inputs, layout, cfg.batch_size, lengths, decode)
@@ -258,13 +255,42 @@ def infer(
     return results
 
 
+def check_prompt(record: Any, where: str) -> None:
+    """One prompt record: an object with a non-empty "prompt" string and, optionally,
+    "options": a list of at least two strings (rank classification needs a choice)."""
+    example = '{"prompt": "...", "options": ["yes", "no"]}'
+    if not isinstance(record, Mapping):
+        raise ValueError(f"{where} is a {type(record).__name__}, not an object like {example}")
+    unknown = sorted(set(record) - {"prompt", "options"})
+    if unknown:
+        raise ValueError(f"{where} has unknown key {unknown[0]!r}; records look like {example}")
+    if not isinstance(record.get("prompt"), str) or not record["prompt"].strip():
+        raise ValueError(f'{where} has no "prompt" text; records look like {example}')
+    if "options" in record:
+        options = record["options"]
+        if (
+            not isinstance(options, list)
+            or len(options) < 2
+            or not all(isinstance(o, str) and o for o in options)
+        ):
+            raise ValueError(
+                f'{where}: "options" must be a list of at least two non-empty strings '
+                f"(got {options!r}); e.g. {example}"
+            )
+
+
 def read_jsonl(path: str) -> list[dict[str, Any]]:
+    """Prompt records of a JSONL file, each checked (errors name the file and line)."""
     records = []
     with open(path) as f:
         for n, line in enumerate(f, 1):
             if line.strip():
                 try:
-                    records.append(json.loads(line))
+                    record = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise ValueError(f"{path} line {n} is not JSON: {e.msg}") from None
+                check_prompt(record, f"{path} line {n}")
+                records.append(record)
+    if not records:
+        raise ValueError(f"{path} holds no prompts; write one JSON object per line")
     return records
