@@ -30,6 +30,44 @@ def feature_converter(model: models.ModelConfig, pack: bool) -> seqio.FeatureCon
     return _CONVERTERS[models.batch_layout(model)](pack=pack)
 
 
+@dataclasses.dataclass(frozen=True)
+class Truncation:
+    """How often a task's examples are longer than the feature lengths (cut when batched)."""
+
+    task: str
+    examples: int  # how many were looked at
+    inputs: float  # share of examples whose inputs are cut
+    targets: float
+
+
+def truncation_report(
+    name: str,
+    vocabulary: seqio.Vocabulary,
+    task_feature_lengths: Mapping[str, int],
+    examples_per_task: int = 64,
+) -> list[Truncation]:
+    """The share of each member task's first training examples that the lengths would cut.
+
+    seqio trims silently; with FLAN's long inputs a short TASK_FEATURE_LENGTHS can train on
+    cut-off instructions. Reads `examples_per_task` tokenized (untrimmed) examples per task.
+    """
+    provider = catalog.get_task_or_mixture(name, vocabulary)
+    tasks = provider.tasks if isinstance(provider, seqio.Mixture) else [provider]
+    report = []
+    for task in tasks:
+        ds = task.get_dataset(None, split="train", shuffle=False, try_in_mem_cache=False)
+        ds = ds.take(examples_per_task)
+        cut = {"inputs": 0, "targets": 0}
+        n = 0
+        for ex in ds.as_numpy_iterator():
+            n += 1
+            for key in cut:
+                cut[key] += int(len(ex[key]) > task_feature_lengths[key])
+        if n:
+            report.append(Truncation(task.name, n, cut["inputs"] / n, cut["targets"] / n))
+    return report
+
+
 @dataclasses.dataclass
 class TrainInput:
     """An endless iterator of host-local numpy batches that knows how to save its position."""

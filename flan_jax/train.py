@@ -103,6 +103,9 @@ def _train(
         num_shards=num_shards,
     )
 
+    if is_host0:
+        _warn_truncation(cfg, vocabulary)
+
     # == Inputs checked: claim MODEL_DIR (lock, run record), open the checkpoints ==
     if is_host0:
         run_dir.acquire_lock()
@@ -257,6 +260,25 @@ def _check_vocabulary(cfg: TrainConfig, vocabulary) -> None:
             f"{size} ({cfg.mixture_or_task_name}); use a model config with vocab_size >= {size} "
             "or the vocabulary the model was trained with (--vocab)"
         )
+
+
+# Warn when TASK_FEATURE_LENGTHS cut more than this share of a task's inputs or targets.
+TRUNCATION_WARNING = 0.05
+
+
+def _warn_truncation(cfg: TrainConfig, vocabulary) -> None:
+    lengths = dict(cfg.task_feature_lengths)
+    for t in input_pipeline.truncation_report(cfg.mixture_or_task_name, vocabulary, lengths):
+        if max(t.inputs, t.targets) > TRUNCATION_WARNING:
+            log.warning(
+                "%s: TASK_FEATURE_LENGTHS %s cut the inputs of %.0f%% and the targets of %.0f%% "
+                "of its first %d training examples; raise the lengths to train on whole examples",
+                t.task,
+                lengths,
+                100 * t.inputs,
+                100 * t.targets,
+                t.examples,
+            )
 
 
 def _meta(cfg: TrainConfig, step: int) -> dict:

@@ -11,7 +11,7 @@ from typing import Any
 
 import seqio
 
-from flan_jax import naming, partitioning, train, vocab
+from flan_jax import naming, partitioning, run_dir, train, vocab
 from flan_jax.cli.common import UserError, gin_config, setup_logging
 from flan_jax.evaluation import jobs
 
@@ -128,7 +128,7 @@ def cmd_smoke(args: argparse.Namespace) -> None:
             "delete it or pass --model_dir to train anew"
         )
     path, step = jobs.resolve_checkpoint(cfg.model_dir)
-    out_dir = os.path.join(cfg.model_dir, "eval", f"step_{step}")
+    out_dir = run_dir.RunDir(cfg.model_dir).eval_dir(step)
     eval_cfg = jobs.EvalConfig(
         checkpoint_path=path,
         mixture_or_task_name=cfg.mixture_or_task_name,

@@ -20,7 +20,7 @@ import numpy as np
 import seqio
 from etils import epath
 
-from flan_jax import catalog, checkpoints, mixing, models, naming, partitioning, vocab
+from flan_jax import catalog, checkpoints, mixing, models, naming, partitioning, run_dir, vocab
 from flan_jax.evaluation import decoding, evaluator, scoring
 
 log = logging.getLogger("flan_jax.evaluation.jobs")
@@ -128,9 +128,8 @@ def evaluate(cfg: EvalConfig, layout: partitioning.Layout | None = None) -> dict
     layout = layout or partitioning.Layout.build(cfg.mesh)
     model = models.build_model(cfg.model)
     params = load_params(cfg.model, path, layout)
-    out_dir = cfg.output_dir or os.path.join(
-        os.path.dirname(path.rstrip("/")), "eval", f"step_{step}" if step is not None else "params"
-    )
+    # Reports go beside the checkpoint: MODEL_DIR/eval/step_<n> (or eval/params).
+    out_dir = cfg.output_dir or run_dir.RunDir(os.path.dirname(path.rstrip("/"))).eval_dir(step)
     log.info("evaluating %s on %s -> %s", path, ", ".join(names), out_dir)
     decode = decoding.DecodeConfig(method=cfg.decode_method, num_beams=cfg.num_beams)
     results = evaluator.evaluate_mixture(
