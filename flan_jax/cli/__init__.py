@@ -70,7 +70,11 @@ def _infer_args(p: argparse.ArgumentParser) -> None:
 
 def _smoke_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--heldout", default="nli", help="the demo cluster held out of tuning")
-    p.add_argument("--model_dir", default="runs/demo_smoke")
+    p.add_argument(
+        "--model_dir",
+        default=None,
+        help="default runs/demo_smoke (runs/demo_smoke_<cluster> for another --heldout)",
+    )
     p.add_argument("--steps", type=int, default=None, help="override TRAIN_STEPS")
     p.add_argument(
         "--num_examples",

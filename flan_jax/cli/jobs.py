@@ -106,8 +106,10 @@ def cmd_smoke(args: argparse.Namespace) -> None:
     ``--gin.X=`` flag still wins); train and eval share one layout. A finished run and its
     evaluation are reused, never overwritten.
     """
+    # Another held-out cluster is another run: it gets its own MODEL_DIR by default.
+    default_dir = "runs/demo_smoke" + ("" if args.heldout == "nli" else f"_{args.heldout}")
     macros: dict[str, Any] = {
-        "MODEL_DIR": args.model_dir,
+        "MODEL_DIR": args.model_dir or default_dir,
         "MIXTURE_OR_TASK_NAME": naming.mixture_name("demo", (args.heldout,)),
     }
     if args.steps:
