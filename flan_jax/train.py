@@ -11,6 +11,9 @@ sharded over ``("data", "fsdp")``; parameters and optimizer state follow the log
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -19,6 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 
 from flan_jax import checkpoints, input_pipeline, models, optim, partitioning, train_step, vocab
 from flan_jax import run_dir as run_dir_lib
@@ -29,6 +33,11 @@ log = logging.getLogger("flan_jax.train")
 # The run's config and the update step live in `train_step` (no TensorFlow there); re-exported here.
 TrainConfig = train_step.TrainConfig
 TrainingDiverged = train_step.TrainingDiverged
+
+# What the CLI exits with when train() stopped on SIGTERM/SIGINT after saving a checkpoint:
+# sysexits' EX_TEMPFAIL ("try again later"). Not 0, so `train && eval` chains and schedulers do
+# not take a preempted run for a finished one; not 143/130, which mean "killed, nothing saved".
+PREEMPTED_EXIT_CODE = 75
 
 
 # ---------------------------------------------------------------------------------------------
@@ -48,7 +57,10 @@ def train(
 
     ``layout`` is the job's mesh and rules (default: built from ``cfg.mesh`` over ``devices``,
     all devices when None). ``stop_after`` ends this invocation after that many steps,
-    checkpointing first (a preempted job behaves the same). ``batch_hook(step, host_batch)``
+    checkpointing first. SIGTERM or SIGINT during the loop does the same at the end of the
+    current step (the same step on every process), logs one line and returns
+    ``{"step": N, "preempted": True}``; the CLI then exits with `PREEMPTED_EXIT_CODE`, and the
+    same command resumes bit-exactly. ``batch_hook(step, host_batch)``
     sees every batch consumed (for inspection/tests). ``operative_config`` (the gin text the
     entry layer parsed) is kept in MODEL_DIR beside earlier launches' configs.
 
@@ -58,7 +70,10 @@ def train(
     """
     run_dir = run_dir_lib.RunDir(cfg.model_dir)
     try:
-        return _train(cfg, run_dir, devices, layout, stop_after, batch_hook, operative_config)
+        with _StopSignals() as stop:  # the loop arms it; leaving restores the old handlers
+            return _train(
+                cfg, run_dir, devices, layout, stop_after, batch_hook, operative_config, stop
+            )
     finally:
         run_dir.release_lock()  # only if this process holds it
 
@@ -71,6 +86,7 @@ def _train(
     stop_after: int | None,
     batch_hook: Callable[[int, dict[str, np.ndarray]], None] | None,
     operative_config: str | None,
+    stop: _StopSignals,
 ) -> dict[str, Any]:
     # == The run directory: checked before anything is written ==
     run_dir.check_usable()
@@ -124,7 +140,9 @@ def _train(
     start = ckpt.latest_step()
     if start is not None:
         state, position = ckpt.restore(start, abstract)
-        how = data.restore(position["input"])
+        how = data.restore(
+            position["input"], prefix=run_dir.input_state_prefix(start, jax.process_index())
+        )
         log.info("resumed from step %d in %s (input: %s)", start, cfg.model_dir, how)
     else:
         with layout.context():
@@ -157,10 +175,52 @@ def _train(
             donate_argnums=(0,),
         )
 
+    # NaN guard: a step's metrics are computed on the state *before* its update, so every step's
+    # metrics are kept (device scalars) and checked before anything is logged or saved, and a
+    # state is checked for finiteness itself before it is saved.
+    pending: list[dict[str, jax.Array]] = []  # metrics of the steps not checked yet
+
+    def guard(upto: int) -> dict[str, Any]:
+        """Fetches the metrics of every step since the last check (one transfer), stops at the
+        first non-finite one; returns the newest step's metrics."""
+        fetched = jax.device_get(pending)
+        pending.clear()
+        for k, m in enumerate(fetched):
+            bad = {name: v for name, v in m.items() if not np.isfinite(v)}
+            if bad:
+                at = upto - len(fetched) + k + 1
+                what = ", ".join(f"{n}={v}" for n, v in {**bad, "loss": m["loss"]}.items())
+                # Step at's metrics are computed on the state after step at-1: that one is bad.
+                diverged(f"loss became non-finite between steps {at - 1} and {at} ({what})", at - 1)
+        return fetched[-1] if fetched else {}
+
+    def diverged(what: str, bad_from: int) -> None:
+        """Stops the run, naming what went non-finite and the newest checkpoint that is truly
+        good: one saved before step `bad_from`, the first bad state (a checkpoint's state is
+        checked by the metrics of the step after it)."""
+        ckpt.wait()
+        good = ckpt.latest_step(before=bad_from)
+        bad = [s for s in ckpt.all_steps() if s >= bad_from]
+        progress.close()
+        ckpt.close()
+        kept = (
+            f"the last good checkpoint (step {good}) is kept in {cfg.model_dir}"
+            if good is not None
+            else f"no good checkpoint is kept in {cfg.model_dir}"
+        )
+        if bad:
+            kept += f" (step {bad[0]}, saved just before, already diverges: do not start from it)"
+        raise TrainingDiverged(f"{what}; {kept}; lower the learning rate or check the data")
+
     def save(at: int) -> None:
-        prefix = f"{cfg.model_dir}/input_state/{at}/host{jax.process_index()}"
-        position = {"input": data.save(prefix)}
+        guard(at)  # no-op right after the loop's check; covers any other caller
+        if not checkpoints.all_finite(state):
+            what = f"params or optimizer state became non-finite between steps {at - 1} and {at}"
+            diverged(f"the {what} (step {at}'s update)", at)
+        position = {"input": data.save(run_dir.input_state_prefix(at, jax.process_index()))}
         ckpt.save(at, state, position, meta=_meta(cfg, at), force=True)
+        # Bounded input states: those of steps orbax dropped go now, not when the run ends.
+        _prune_input_states(run_dir, ckpt.live_steps())
 
     # == Metrics ==
     writer = _metric_writer(run_dir.train_log_dir(), is_host0)
@@ -176,8 +236,9 @@ def _train(
         return {"step": start, "finished": True}
     progress = _progress(start, cfg.train_steps, enabled=cfg.progress_bar and is_host0)
     last: dict[str, Any] = {}
-    last_good = start
     window_start, window_tokens, window_t = start, 0, time.perf_counter()
+    stop.arm(start)  # from here SIGTERM/SIGINT end the loop at a step all processes agree on
+    stopping = False
     for i in range(start, end):
         host_batch = next(data)
         if batch_hook is not None:
@@ -195,20 +256,10 @@ def _train(
             state, metrics = update(state, batch)
         done = i + 1
         progress.update(1)
+        stopping = stop.requested(done) and done < end  # (at `end` the run stops anyway)
+        pending.append(metrics)
         if done % cfg.log_every == 0 or done == end or done % cfg.save_every == 0:
-            metrics = jax.device_get(metrics)
-            # NaN guard: stop before the bad state can be saved; the last checkpoint stays good.
-            if not all(np.isfinite(v) for v in metrics.values()):
-                ckpt.wait()
-                progress.close()
-                ckpt.close()
-                raise TrainingDiverged(
-                    f"loss became non-finite between steps {last_good} and {done} "
-                    f"(loss={metrics['loss']}); the last good checkpoint "
-                    f"(step {ckpt.latest_step()}) is kept in {cfg.model_dir}; lower the "
-                    "learning rate or check the data"
-                )
-            last_good = done
+            metrics = guard(done)  # NaN guard: every step since the last check
             elapsed = time.perf_counter() - window_t
             steps = done - window_start
             step_time = elapsed / steps
@@ -228,17 +279,26 @@ def _train(
                 mfu=f"{last['mfu']:.1%}",
             )
             window_start, window_tokens, window_t = done, 0, time.perf_counter()
-        if done % cfg.save_every == 0 or done == end:
-            save(done)
+        if done % cfg.save_every == 0 or done == end or stopping:
+            save(done)  # waits for the save in flight, if any, before it starts
             window_t = time.perf_counter()  # keep checkpoint time out of step-time metrics
+        if stopping:
+            break
         if cfg.eval_every and done % cfg.eval_every == 0 and done != end:
             _periodic_eval(cfg, run_dir, vocabulary, model, state["params"], layout, done, writer)
             window_t = time.perf_counter()
     progress.close()
     ckpt.wait()
-    _prune_input_states(cfg.model_dir, ckpt.all_steps())
+    _prune_input_states(run_dir, ckpt.live_steps())
     ckpt.close()
     writer.flush()
+    if stopping:
+        log.warning(
+            "preempted at step %d; checkpoint saved in %s; run the same command to resume",
+            done,
+            run_dir.step_dir(done),
+        )
+        return {"step": done, "preempted": True}
     return last
 
 
@@ -290,17 +350,16 @@ def _meta(cfg: TrainConfig, step: int) -> dict:
     }
 
 
-def _prune_input_states(model_dir: str, kept_steps: list[int]) -> None:
-    """Removes saved iterator states whose checkpoint orbax has deleted."""
-    import tensorflow as tf
-
-    root = f"{model_dir}/input_state"
-    if not tf.io.gfile.exists(root):
+def _prune_input_states(run_dir: run_dir_lib.RunDir, kept_steps: list[int]) -> None:
+    """Removes the saved iterator states of steps whose checkpoint is gone (orbax's retention,
+    a save that never committed). Called at every save, so even a crashed run holds at most
+    keep_checkpoints + 1 (the save in flight) of them. Process 0 only: all hosts' states live
+    in one shared directory."""
+    if jax.process_index() != 0:
         return
-    for name in tf.io.gfile.listdir(root):
-        name = name.rstrip("/")
-        if name.isdigit() and int(name) not in kept_steps:
-            tf.io.gfile.rmtree(f"{root}/{name}")
+    for step in run_dir.input_state_steps():
+        if step not in kept_steps:
+            run_dir.input_state_dir(step).rmtree(missing_ok=True)
 
 
 class _NullProgress:
@@ -361,3 +420,84 @@ def _default_eval_mixture(train_name: str) -> str | None:
     if parsed.is_mixture and parsed.heldout:
         return naming.mixture_name(parsed.collection, parsed.heldout, "eval")
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Preemption: SIGTERM (what a Cloud TPU VM gets before preemption or maintenance) or SIGINT ends
+# the loop at a step every process agrees on, with a checkpoint there, like `stop_after`.
+
+
+class _StopSignals:
+    """SIGTERM/SIGINT handlers for one `train()` call: they ask the loop to stop, never raise.
+
+    ``arm(start)``, at the loop, installs them (main thread only; before it, during setup, a
+    signal ends the process as it always did: nothing has been trained since the checkpoint);
+    leaving the ``with`` block puts the previous handlers back. ``requested(step)`` is asked
+    after every step and answers the same on every process:
+
+    * a job joined through ``jax.distributed`` uses JAX's preemption service. Its C++ notifier
+      owns SIGTERM from ``jax.distributed.initialize`` on (Python cannot hand it back once
+      replaced, so we leave SIGTERM alone and forward SIGINT into it), tells every process, and
+      ``reached_preemption_sync_point`` turns True on all of them at the fastest one's step + 1.
+      The per-step check is a C++ mutex, no collective (see `tests/test_preemption.py`).
+    * a single process needs no agreement: the handlers set a flag.
+    """
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None  # the first signal this process received
+        self._start = 0
+        self._jax_sync = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        self._previous.clear()
+
+    def arm(self, start: int) -> None:
+        self._start = start
+        self._jax_sync = _has_preemption_service()
+        if not self._jax_sync and jax.process_count() > 1:
+            log.warning(
+                "jax_enable_preemption_service is off: SIGTERM/SIGINT end this multi-process job "
+                "at once, without a checkpoint"
+            )
+            return
+        if threading.current_thread() is not threading.main_thread():
+            return  # Python only lets the main thread install handlers
+        for signum in (signal.SIGINT,) if self._jax_sync else (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+
+    def requested(self, step: int) -> bool:
+        """Whether the loop stops after `step` (asked once per step, in order)."""
+        if self._jax_sync:
+            # Counted from this call's first step, not the run's: a notice that came during
+            # setup (restore, compile) syncs at counter 0, so the first step stops; absolute
+            # steps of a resumed run would never meet that sync point. orbax asks the same sync
+            # point with absolute steps in `should_save`, which our forced saves never call.
+            return multihost_utils.reached_preemption_sync_point(step - self._start)
+        return self.signal_name is not None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal_name is not None:
+            # A second signal changes nothing: the step ends and the checkpoint is saved whole.
+            # (os.write: print could re-enter a write the signal interrupted.)
+            os.write(2, b"flan-jax: already stopping; saving the checkpoint (kill -9 skips it)\n")
+            return
+        self.signal_name = signal.Signals(signum).name
+        if self._jax_sync:
+            os.kill(os.getpid(), signal.SIGTERM)  # into JAX's notifier, which tells every process
+
+
+def _has_preemption_service() -> bool:
+    """Whether this process joined a job whose preemption service (SIGTERM notifier) runs."""
+    if not jax.distributed.is_initialized():
+        return False
+    try:
+        multihost_utils.reached_preemption_sync_point(0)  # counter 0: before the first step
+    except RuntimeError:  # jax_enable_preemption_service=False
+        return False
+    return True

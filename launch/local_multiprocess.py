@@ -4,6 +4,10 @@ Each process runs the same ``flan-jax`` command, joins the job through jax.distr
 coordinator bound to 127.0.0.1 only) and reads its own input shard, as hosts of a TPU slice do.
 Logs go to LOG_DIR/process_<i>.log; the exit code is the first non-zero one.
 
+SIGTERM or SIGINT (Ctrl-C) to this launcher is passed on to every process as SIGTERM, as a
+host's shutdown would: `flan-jax train` finishes its step, checkpoints, and exits with 75 (one
+process alone may be sent SIGTERM too: its pid is printed; every process stops at the same step).
+
     python launch/local_multiprocess.py --num_processes=2 --devices_per_process=4 -- \\
         train --gin_file=experiments/demo_smoke.gin --gin.MODEL_DIR=\\"runs/mp\\" \\
         --gin.CPU_DEVICES=None --gin.TRAIN_STEPS=20
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -51,9 +56,21 @@ def main(argv: list[str] | None = None) -> int:
         log = open(os.path.join(args.log_dir, f"process_{i}.log"), "w")
         cmd = [sys.executable, "-m", "flan_jax.cli", *command]
         procs.append((subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log))
+    pids = ", ".join(f"process {i}: pid {p.pid}" for i, (p, _) in enumerate(procs))
     print(
-        f"started {args.num_processes} processes (coordinator {coordinator}); logs in {args.log_dir}"
+        f"started {args.num_processes} processes ({pids}; coordinator {coordinator}); "
+        f"logs in {args.log_dir}",
+        flush=True,
     )
+
+    def forward(signum: int, frame: object) -> None:
+        # The processes checkpoint and exit on SIGTERM; keep waiting for them, never kill them.
+        for p, _ in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
     code = 0
     try:
         for p, log in procs:

@@ -20,6 +20,8 @@ Three steps, each one ``gcloud`` command (``--dry-run`` prints them and touches 
    ``[worker i]`` and also keeps them in ``~/flan_jax_logs/<run>.log`` on its disk; here they are
    split into LOG_DIR/worker_<i>.log, and worker 0's lines are echoed to the terminal
    (``--echo_all`` echoes every worker's). The exit code is gcloud's (non-zero if any worker fails).
+   A worker that gets SIGTERM (preemption, maintenance) or SIGINT finishes its step, checkpoints
+   (every worker at the same step) and exits with 75: run the same command again to resume.
 
 Arguments fall back to the environment: TPU_NAME, ZONE, PROJECT, ACCELERATOR_TYPE,
 RUNTIME_VERSION. A multi-worker slice needs a gs:// MODEL_DIR (every worker writes to it).

@@ -1,4 +1,8 @@
-"""Orbax checkpoints of global arrays: resharding restores, retention, finalization, errors."""
+"""Orbax checkpoints of global arrays: resharding restores, retention, finalization, errors,
+integrity (manifests, corrupted and uncommitted checkpoints)."""
+
+import json
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -172,3 +176,164 @@ def test_relative_model_dir_is_made_absolute(tmp_path, monkeypatch):
         manager.save(1, state, {"input": {}})
         assert manager.latest_step() == 1
     assert (tmp_path / "runs" / "rel" / "1" / "commit_success.txt").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Integrity: manifests, corrupted and uncommitted checkpoints.
+
+
+def _copy(saved, tmp_path):
+    """A private copy of the `saved` MODEL_DIR (steps 3 and 4), free to damage."""
+    model_dir, _ = saved
+    return shutil.copytree(model_dir, tmp_path / "model")
+
+
+def _array_file(step_dir):
+    """The biggest array-data file of a step (OCDBT data under state/)."""
+    return max((p for p in (step_dir / "state").rglob("*") if p.is_file()), key=_size)
+
+
+def _size(path):
+    return path.stat().st_size
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: _size(path) // 2])
+
+
+def _flip(path, n=64):
+    data = bytearray(path.read_bytes())
+    start = max(0, len(data) // 2 - n // 2)
+    for i in range(start, min(len(data), start + n)):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_every_committed_step_has_a_manifest(saved):
+    model_dir, _ = saved
+    for step in (3, 4):
+        manifest = json.loads((model_dir / str(step) / ckpt.MANIFEST).read_text())
+        assert {"commit_success.txt", "state/_METADATA", "data/metadata"} <= set(manifest["files"])
+        assert ckpt.verify(model_dir / str(step)) is None
+
+
+@pytest.mark.parametrize("damage", [_truncate, _flip], ids=["truncated", "flipped"])
+def test_corrupted_latest_step_is_skipped_with_one_warning(saved, tmp_path, caplog, damage):
+    model_dir = _copy(saved, tmp_path)
+    damage(_array_file(model_dir / "4"))
+    with ckpt.Checkpointer(model_dir, keep=2) as checkpointer:
+        assert checkpointer.all_steps() == [3, 4]
+        assert checkpointer.latest_step() == 3
+        assert checkpointer.latest_step() == 3  # warned once
+        with pytest.raises(ckpt.CheckpointCorrupted) as e:
+            checkpointer.restore(4, _abstract(_mesh(2, 4)))
+        state, _ = checkpointer.restore(3, _abstract(_mesh(2, 4)))
+    _assert_same(state, _state(_mesh(2, 4), 3))
+    assert "\n" not in str(e.value) and f"checkpoint step 4 in {model_dir} is corrupted" in str(
+        e.value
+    )
+    assert ("bytes, its manifest says" if damage is _truncate else "CRC32") in str(e.value)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "flan_jax.checkpoints"]
+    assert len(warnings) == 1
+    assert "skipping corrupted checkpoint(s)" in warnings[0] and "step 4 (state/" in warnings[0]
+    assert warnings[0].endswith("; using step 3")
+
+
+def test_every_step_corrupted_is_an_error(saved, tmp_path):
+    model_dir = _copy(saved, tmp_path)
+    for step in (3, 4):
+        _flip(_array_file(model_dir / str(step)))
+    with ckpt.Checkpointer(model_dir, keep=2) as checkpointer:
+        with pytest.raises(ckpt.CheckpointCorrupted, match=r"every checkpoint in .* corrupted"):
+            checkpointer.latest_step()
+        assert checkpointer.latest_step(before=4) is None  # the NaN guard's question: no raise
+
+
+def test_a_step_without_manifest_is_used_with_a_warning(saved, tmp_path, caplog):
+    # Saved before manifests existed, or the trainer died between orbax's commit and ours.
+    model_dir = _copy(saved, tmp_path)
+    (model_dir / "4" / ckpt.MANIFEST).unlink()
+    with ckpt.Checkpointer(model_dir, keep=2) as checkpointer:
+        assert checkpointer.latest_step() == 4
+        state, _ = checkpointer.restore(4, _abstract(_mesh(2, 4)))
+    _assert_same(state, _state(_mesh(2, 4), 4))
+    warnings = [r.getMessage() for r in caplog.records if r.name == "flan_jax.checkpoints"]
+    assert len(warnings) == 1 and "step 4" in warnings[0] and "no integrity manifest" in warnings[0]
+    assert not (model_dir / "4" / ckpt.MANIFEST).exists()  # never sealed after the fact
+
+
+def test_live_steps_bound_what_a_crash_leaves(tmp_path):
+    # The input states a trainer keeps: committed steps on disk and the save in flight, so a
+    # crash leaves at most keep + 1 of them.
+    mesh = _mesh(2, 4)
+    model_dir = tmp_path / "run"
+    with ckpt.Checkpointer(model_dir, keep=2, async_save=True) as checkpointer:
+        for step in range(1, 6):
+            checkpointer.save(step, _state(mesh, step), {})
+            live = checkpointer.live_steps()
+            on_disk = {int(p.name) for p in model_dir.iterdir() if p.name.isdigit()}
+            assert step in live and on_disk <= set(live) and len(live) <= 3
+        checkpointer.wait()
+        assert checkpointer.live_steps() == [4, 5]
+        assert all(ckpt.has_manifest(model_dir / str(s)) for s in (4, 5))
+
+
+def test_saving_a_corrupted_step_again_moves_it_aside(saved, tmp_path):
+    # A run that resumed before a corrupted step writes that step again.
+    model_dir = _copy(saved, tmp_path)
+    _truncate(_array_file(model_dir / "4"))
+    mesh = _mesh(2, 4)
+    with ckpt.Checkpointer(model_dir, keep=2) as checkpointer:
+        assert checkpointer.latest_step() == 3
+        assert checkpointer.save(4, _state(mesh, 5), {"batches_consumed": 50})
+        checkpointer.wait()
+        assert checkpointer.latest_step() == 4
+        state, data = checkpointer.restore(4, _abstract(mesh))
+    _assert_same(state, _state(mesh, 5))
+    assert data == {"batches_consumed": 50}
+    assert (model_dir / "4.corrupted" / "state").is_dir()
+    assert ckpt.verify(model_dir / "4") is None
+
+
+def test_restore_params_refuses_uncommitted_and_corrupted_paths(saved, tmp_path):
+    model_dir = _copy(saved, tmp_path)
+    target = _abstract(_mesh(4, 2))["params"]
+    tmp = shutil.copytree(model_dir / "4", model_dir / "5.orbax-checkpoint-tmp-1234")
+    no_commit = shutil.copytree(model_dir / "4", model_dir / "6")
+    (no_commit / "commit_success.txt").unlink()
+    _flip(_array_file(model_dir / "4"))
+    cases = [
+        (tmp, ckpt.CheckpointNotCommitted, "is an unfinished save (orbax's temporary directory)"),
+        (tmp / "state", ckpt.CheckpointNotCommitted, "is an unfinished save"),
+        (no_commit, ckpt.CheckpointNotCommitted, "was never committed (no commit_success.txt"),
+        (model_dir / "4", ckpt.CheckpointCorrupted, "is corrupted (state/"),
+    ]
+    for path, error, what in cases:
+        with pytest.raises(error) as e:
+            ckpt.restore_params(path, target)
+        message = str(e.value)
+        assert message.startswith(f"checkpoint path {path} {what}") and "\n" not in message
+    assert issubclass(ckpt.CheckpointNotCommitted, FileNotFoundError)
+    assert issubclass(ckpt.CheckpointCorrupted, ValueError)
+    assert "pass another step (committed: [3])" in message
+    with pytest.raises(ckpt.CheckpointNotCommitted, match=r"pass .*/4 \(committed steps: \[3, 4\]"):
+        ckpt.restore_params(tmp, target)
+    params = ckpt.restore_params(model_dir / "3", target)  # the intact step still restores
+    _assert_same(params, _state(_mesh(2, 4), 3)["params"])
+
+
+def test_params_only_checkpoints_carry_a_manifest(tmp_path):
+    mesh = _mesh(2, 4)
+    path = tmp_path / "imported"
+    ckpt.save_params(path, _state(mesh)["params"])
+    assert ckpt.has_manifest(path) and ckpt.verify(path) is None
+    _flip(max((p for p in path.rglob("*") if p.is_file() and p.name != ckpt.MANIFEST), key=_size))
+    with pytest.raises(ckpt.CheckpointCorrupted, match=r"restore its files from a copy$"):
+        ckpt.restore_params(path, _abstract(mesh)["params"])
+
+
+def test_all_finite():
+    good = {"w": jnp.ones((4, 4)), "count": jnp.array(3, jnp.int32), "h": jnp.ones(2, jnp.bfloat16)}
+    assert ckpt.all_finite(good)
+    assert not ckpt.all_finite({**good, "w": good["w"].at[1, 2].set(jnp.inf)})
+    assert not ckpt.all_finite({**good, "h": jnp.array([1.0, jnp.nan], jnp.bfloat16)})

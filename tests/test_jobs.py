@@ -110,7 +110,7 @@ def test_infer_bad_input_is_one_line(random_checkpoint, tmp_path, capsys):
     assert "give either --prompt TEXT or --input" in capsys.readouterr().err
     for lines, message in [
         (['{"prompt": "a"}', "{not json"], "line 2 is not JSON"),
-        (['{"prompt": "a", "options": "positive"}'], "line 1: \"options\" must be a list"),
+        (['{"prompt": "a", "options": "positive"}'], 'line 1: "options" must be a list'),
         (['{"prompt": "a", "options": ["only"]}'], "at least two non-empty strings"),
         (['["a", "b"]'], "line 1 is a list, not an object"),
         (['{"text": "a"}'], "line 1 has unknown key 'text'"),

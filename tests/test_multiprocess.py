@@ -1,31 +1,33 @@
-"""Two processes on 127.0.0.1 with 4 CPU devices each train one model together."""
+"""Two processes on 127.0.0.1 with 4 CPU devices each train one model together, and stop together."""
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
+
+from flan_jax import checkpoints, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.slow
-def test_two_processes_agree_on_the_loss(tmp_path):
-    logs = tmp_path / "logs"
-    cmd = [
+def _launch(tmp_path, *flags: str) -> list[str]:
+    """launch/local_multiprocess.py running a tiny `flan-jax train` in tmp_path/run."""
+    return [
         sys.executable,
         os.path.join(ROOT, "launch", "local_multiprocess.py"),
         "--num_processes=2",
         "--devices_per_process=4",
-        f"--log_dir={logs}",
+        f"--log_dir={tmp_path / 'logs'}",
         "--timeout=600",
         "--",
         "train",
         "--gin_file=experiments/demo_smoke.gin",
         f'--gin.MODEL_DIR="{tmp_path / "run"}"',
         "--gin.CPU_DEVICES=None",
-        "--gin.TRAIN_STEPS=3",
         '--gin.MIXTURE_OR_TASK_NAME="demo:compare:t0"',
         "--gin.TASK_FEATURE_LENGTHS={'inputs': 48, 'targets': 8}",
         "--gin.BATCH_SIZE=8",
@@ -34,10 +36,19 @@ def test_two_processes_agree_on_the_loss(tmp_path):
         "--gin.T5Config.num_encoder_layers=1",
         "--gin.T5Config.num_decoder_layers=1",
         "--gin.TrainConfig.progress_bar=False",
+        *flags,
     ]
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=700)
-    texts = [(logs / f"process_{i}.log").read_text() for i in range(2)]
+
+
+# The processes get their device count from the launcher, not from the test's XLA_FLAGS.
+ENV = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+
+
+@pytest.mark.slow
+def test_two_processes_agree_on_the_loss(tmp_path):
+    cmd = _launch(tmp_path, "--gin.TRAIN_STEPS=3")
+    done = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=700)
+    texts = [(tmp_path / "logs" / f"process_{i}.log").read_text() for i in range(2)]
     assert done.returncode == 0, done.stdout + "\n".join(t[-2000:] for t in texts)
     losses = []
     for text in texts:
@@ -45,3 +56,44 @@ def test_two_processes_agree_on_the_loss(tmp_path):
         losses.append(float(re.search(r"\[train\] done: .*'loss': ([0-9.e+-]+)", text).group(1)))
     assert losses[0] == losses[1]
     assert (tmp_path / "run" / "3" / "commit_success.txt").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
+    # Many steps: the run must still be going when the signal comes (it stops ~1 s later).
+    cmd = _launch(tmp_path, "--gin.TRAIN_STEPS=2000", "--gin.TrainConfig.save_every=4")
+    launcher = subprocess.Popen(
+        cmd, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        started = launcher.stdout.readline()
+        pids = [int(p) for p in re.findall(r"process \d+: pid (\d+)", started)]
+        assert len(pids) == 2, started
+        # Wait (bounded) until the job has trained and checkpointed step 4, then "preempt" one
+        # host: JAX's preemption service tells the other one.
+        first = tmp_path / "run" / "4" / "commit_success.txt"
+        deadline = time.monotonic() + 600
+        while not first.exists():
+            assert launcher.poll() is None and time.monotonic() < deadline, started
+            time.sleep(0.2)
+        os.kill(pids[1], signal.SIGTERM)
+        out, _ = launcher.communicate(timeout=600)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    texts = [(tmp_path / "logs" / f"process_{i}.log").read_text() for i in range(2)]
+    report = started + out + "\n".join(t[-2000:] for t in texts)
+    assert launcher.returncode == train.PREEMPTED_EXIT_CODE, report
+    stops = []
+    for text in texts:
+        found = re.findall(r"preempted at step (\d+); checkpoint saved in (\S+);", text)
+        assert len(found) == 1, report  # one line per process
+        stops.append(int(found[0][0]))
+        assert found[0][1] == str(tmp_path / "run" / found[0][0])
+        assert "Traceback" not in text, report
+    assert stops[0] == stops[1] > 4, report
+    with checkpoints.Checkpointer(tmp_path / "run") as ckpt:
+        assert ckpt.latest_step() == stops[0]  # committed, and nothing after it
+    saved = tmp_path / "run" / "input_state" / str(stops[0])
+    for host in range(2):  # each process's input position at that step
+        assert list(saved.glob(f"host{host}.*")), report

@@ -23,6 +23,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     setup_logging()
     # train() keeps the operative config in MODEL_DIR once its checks pass (never before).
     metrics = train.train(cfg, operative_config=gin_entry.operative_config())
+    if metrics.get("preempted"):
+        raise SystemExit(train.PREEMPTED_EXIT_CODE)  # train() logged the one line
     print(f"[train] done: {metrics}")
 
 
@@ -124,6 +126,8 @@ def cmd_smoke(args: argparse.Namespace) -> None:
         f"({cfg.train_steps} steps, mesh {cfg.mesh.describe()}) -> {cfg.model_dir}"
     )
     metrics = train.train(cfg, layout=layout, operative_config=gin_entry.operative_config())
+    if metrics.get("preempted"):
+        raise SystemExit(train.PREEMPTED_EXIT_CODE)  # no eval of a half-trained run
     if metrics.get("finished"):
         print(
             f"[smoke] reusing the finished run in {cfg.model_dir} (step {metrics['step']}); "

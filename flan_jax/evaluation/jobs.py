@@ -60,7 +60,7 @@ class EvalConfig:
 
 
 def resolve_checkpoint(path: str) -> tuple[str, int | None]:
-    """``MODEL_DIR/<step>`` as given, or a MODEL_DIR's latest complete step."""
+    """``MODEL_DIR/<step>`` as given, or a MODEL_DIR's newest committed, intact step."""
     p = epath.Path(path)
     if not p.exists():
         raise FileNotFoundError(
@@ -72,8 +72,15 @@ def resolve_checkpoint(path: str) -> tuple[str, int | None]:
     steps = sorted(
         int(c.name) for c in p.iterdir() if c.name.isdigit() and (c / "commit_success.txt").exists()
     )
+    for step in reversed(steps):  # the newest intact one: a corrupted step is skipped
+        problem = checkpoints.verify(p / str(step))
+        if problem is None:
+            return str(p / str(step)), step
+        log.warning("skipping checkpoint %s: %s", p / str(step), problem)
     if steps:
-        return str(p / str(steps[-1])), steps[-1]
+        raise checkpoints.CheckpointCorrupted(
+            f"every checkpoint in {path} is corrupted (steps {steps}); nothing to evaluate"
+        )
     return str(p), None  # a params-only checkpoint (e.g. converted from Hugging Face)
 
 
