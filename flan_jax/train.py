@@ -10,12 +10,14 @@ sharded over ``("data", "fsdp")``; parameters and optimizer state follow the log
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -217,8 +219,9 @@ def _train(
         if not checkpoints.all_finite(state):
             what = f"params or optimizer state became non-finite between steps {at - 1} and {at}"
             diverged(f"the {what} (step {at}'s update)", at)
-        position = {"input": data.save(run_dir.input_state_prefix(at, jax.process_index()))}
-        ckpt.save(at, state, position, meta=_meta(cfg, at), force=True)
+        with _disk_full_is_one_line(run_dir, at, ckpt):
+            position = {"input": data.save(run_dir.input_state_prefix(at, jax.process_index()))}
+            ckpt.save(at, state, position, meta=_meta(cfg, at), force=True)
         # Bounded input states: those of steps orbax dropped go now, not when the run ends.
         _prune_input_states(run_dir, ckpt.live_steps())
 
@@ -239,6 +242,7 @@ def _train(
     window_start, window_tokens, window_t = start, 0, time.perf_counter()
     stop.arm(start)  # from here SIGTERM/SIGINT end the loop at a step all processes agree on
     stopping = False
+    done = start
     for i in range(start, end):
         host_batch = next(data)
         if batch_hook is not None:
@@ -288,7 +292,8 @@ def _train(
             _periodic_eval(cfg, run_dir, vocabulary, model, state["params"], layout, done, writer)
             window_t = time.perf_counter()
     progress.close()
-    ckpt.wait()
+    with _disk_full_is_one_line(run_dir, done, ckpt):
+        ckpt.wait()  # async saves report a full disk here
     _prune_input_states(run_dir, ckpt.live_steps())
     ckpt.close()
     writer.flush()
@@ -339,6 +344,36 @@ def _warn_truncation(cfg: TrainConfig, vocabulary) -> None:
                 100 * t.targets,
                 t.examples,
             )
+
+
+class DiskFull(run_dir_lib.RunDirError):
+    """No space left while saving a checkpoint (one line naming the last complete one)."""
+
+
+@contextlib.contextmanager
+def _disk_full_is_one_line(run_dir, step: int, ckpt) -> Iterator[None]:
+    """A full disk during a save (TensorFlow's ResourceExhaustedError for the input state,
+    ENOSPC/EDQUOT from orbax) becomes one line naming the last complete checkpoint."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except (OSError, tf.errors.ResourceExhaustedError) as e:
+        full = isinstance(e, tf.errors.ResourceExhaustedError) or e.errno in (
+            errno.ENOSPC,
+            errno.EDQUOT,
+        )
+        if not full:
+            raise
+        try:
+            last = ckpt.latest_step()
+        except Exception:  # the disk is full: report what we can
+            last = None
+        raise DiskFull(
+            f"no space left in MODEL_DIR {run_dir} while saving step {step}; the last complete "
+            f"checkpoint is {'step ' + str(last) if last is not None else 'none'}; free space "
+            "and run the same command to resume"
+        ) from None
 
 
 def _meta(cfg: TrainConfig, step: int) -> dict:

@@ -151,3 +151,25 @@ def test_record_changes_name_each_field_and_ignore_resumable_ones():
     other = dataclasses.replace(base, seed=3, pack=False)
     changes = run_dir.record_changes(run_dir.run_record(base), run_dir.run_record(other))
     assert changes == [("pack", True, False), ("seed", 0, 3)]
+
+
+def test_a_full_disk_is_one_line_naming_the_last_checkpoint(tmp_path, capsys):
+    """MODEL_DIR on a 3 MiB tmpfs: the first save cannot fit (needs root to mount)."""
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        assert _train(mount / "run", "--gin.TRAIN_STEPS=4") == 2
+        errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+        assert len(errors) == 1, errors
+        assert "no space left in MODEL_DIR" in errors[0] and "while saving step 2" in errors[0]
+        assert "the last complete checkpoint is none" in errors[0]
+        assert not (mount / "run" / "run.lock").exists()  # the lock is released
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
