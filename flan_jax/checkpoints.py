@@ -44,6 +44,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from flan_jax.run_dir import as_path  # one definition of MODEL_DIR-style paths
+
 log = logging.getLogger("flan_jax.checkpoints")
 
 PathLike = str | os.PathLike
@@ -87,14 +89,6 @@ def _check_json(what: str, value: dict[str, Any], step: int) -> None:
             f"checkpoint {what} for step {step} is not JSON-serializable ({e}); "
             "pass plain dicts of str/int/float/bool/list"
         ) from e
-
-
-def as_path(path: PathLike) -> epath.Path:
-    """An epath for local or cloud paths; local ones made absolute (orbax refuses relative)."""
-    text = os.fspath(path) if not isinstance(path, epath.Path) else str(path)
-    if "://" in text:
-        return epath.Path(text)
-    return epath.Path(os.path.abspath(text))
 
 
 # -- integrity manifests ------------------------------------------------------------------------
@@ -200,7 +194,13 @@ def all_finite(tree: Any) -> bool:
     return bool(_finite(tree))
 
 
-def _committed_steps(model_dir: epath.Path) -> list[int]:
+def is_committed(path: epath.Path) -> bool:
+    """Whether orbax finished the save at `path` (its commit marker is there)."""
+    return (path / _COMMIT_FILE).exists()
+
+
+def committed_steps(model_dir: epath.Path) -> list[int]:
+    """Steps of `model_dir` whose saves orbax finished, ascending."""
     if not model_dir.is_dir():
         return []
     steps = (p for p in model_dir.iterdir() if p.name.isdigit() and (p / _COMMIT_FILE).exists())
@@ -275,7 +275,7 @@ class Checkpointer:
         """Steps whose checkpoint is on disk (committed, including one that orbax's retention
         will delete when the save in flight finalizes) or still being written here: the steps
         whose input states a resume may need."""
-        return sorted(set(_committed_steps(self.directory)) | set(self._unsealed))
+        return sorted(set(committed_steps(self.directory)) | set(self._unsealed))
 
     def latest_step(self, before: int | None = None) -> int | None:
         """The newest finalized checkpoint whose files match its manifest, or None; with
@@ -471,7 +471,7 @@ def _check_committed(path: epath.Path) -> None:
         )
     else:
         return
-    steps = _committed_steps(parent)
+    steps = committed_steps(parent)
     if steps:
         fix = f"pass {parent / str(steps[-1])} (committed steps: {steps})"
     else:
@@ -499,7 +499,7 @@ def restore_params(path: PathLike, abstract_params: Any) -> Any:
         _check_committed(path)
         problem = _agreed_problem(path)
         if problem is not None:
-            steps = [s for s in _committed_steps(path.parent) if str(s) != path.name]
+            steps = [s for s in committed_steps(path.parent) if str(s) != path.name]
             other = f"pass another step (committed: {steps}) or " if is_step and steps else ""
             raise CheckpointCorrupted(
                 f"checkpoint path {path} is corrupted ({problem}); {other}restore its files "
@@ -520,7 +520,7 @@ def restore_params(path: PathLike, abstract_params: Any) -> Any:
     if is_params:
         with ocp.StandardCheckpointer() as checkpointer:
             return checkpointer.restore(path, abstract_params)
-    steps = _committed_steps(path)
+    steps = committed_steps(path)
     hint = f" (it looks like a MODEL_DIR: pass {path / str(steps[-1])})" if steps else ""
     raise FileNotFoundError(
         f"checkpoint path {path} holds no checkpoint{hint}; pass MODEL_DIR/<step> or a "

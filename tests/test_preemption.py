@@ -18,6 +18,7 @@ import threading
 import jax
 import numpy as np
 import pytest
+import test_train
 
 from flan_jax import checkpoints, models, partitioning, train, train_step
 from flan_jax.models import t5_config
@@ -66,21 +67,7 @@ sys.exit(train.PREEMPTED_EXIT_CODE if result.get("preempted") else 0)
 """
 
 
-@pytest.fixture(scope="module")
-def initial_params(tmp_path_factory):
-    """Random tiny-T5 params drawn once with numpy (no init compile)."""
-    cfg = _config("/unused", None)
-    model = models.build_model(cfg.model)
-    tx = train.optim.make_optimizer(cfg.optimizer, cfg.train_steps)
-    layout = partitioning.Layout.build(partitioning.MeshConfig(data=1), jax.devices()[:1])
-    abstract, _, _, _ = train_step.build_state_shardings(model, tx, cfg, layout)
-    rng = np.random.default_rng(0)
-    params = jax.tree.map(
-        lambda a: (rng.standard_normal(a.shape) * 0.05).astype(a.dtype), abstract["params"]
-    )
-    path = tmp_path_factory.mktemp("init") / "params"
-    checkpoints.save_params(path, params)
-    return str(path)
+initial_params = test_train.initial_params  # the same tiny T5 and draw (module-scoped)
 
 
 def _train_here(model_dir, initial):

@@ -67,11 +67,9 @@ def resolve_checkpoint(path: str) -> tuple[str, int | None]:
             f"checkpoint path {path} does not exist; pass MODEL_DIR/<step> of a training run "
             "(or the MODEL_DIR itself for its latest checkpoint)"
         )
-    if p.name.isdigit() and (p / "commit_success.txt").exists():
+    if p.name.isdigit() and checkpoints.is_committed(p):
         return str(p), int(p.name)
-    steps = sorted(
-        int(c.name) for c in p.iterdir() if c.name.isdigit() and (c / "commit_success.txt").exists()
-    )
+    steps = checkpoints.committed_steps(p)
     for step in reversed(steps):  # the newest intact one: a corrupted step is skipped
         problem = checkpoints.verify(p / str(step))
         if problem is None:
