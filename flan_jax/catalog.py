@@ -6,7 +6,8 @@ package), installed as ``flan_jax.tasks.<collection>``, and optionally
 no vocabulary; it exposes two functions the catalog calls, once per process:
 
 - ``flan_jax.tasks.<c>.register(vocabulary) -> Collection`` (usually one
-  ``registry.register_collection`` call);
+  ``registry.register_collection`` call); a collection that can swap in FLAN's own templates
+  also takes ``templates=PATH`` (the FLAN templates file of ``use_templates``);
 - ``flan_jax.mixtures.<c>.register(collection)`` (optional): its mixtures.
 
 ``get_collection(name, vocabulary)`` imports and registers a collection the first time it is
@@ -21,11 +22,12 @@ combination through ``flan_jax.mixing``, few-shot tasks (``:<k>shot``) through
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 
 import seqio
 
-from flan_jax import fewshot, mixing, naming, registry, vocab
+from flan_jax import fewshot, flan_templates, mixing, naming, registry, vocab
 from flan_jax.registry import Collection, RegistryError
 
 TASKS_PACKAGE = "flan_jax.tasks"
@@ -33,6 +35,26 @@ MIXTURES_PACKAGE = "flan_jax.mixtures"
 
 # Collections whose mixtures module has run (or that have none), so it runs once.
 _MIXTURES_DONE: set[str] = set()
+
+# The templates setting of this process (``--templates`` / gin ``TEMPLATES``): None for each
+# collection's own templates, else the FLAN templates file a collection module may read
+# (``flan_jax.flan_templates``). Like the vocabulary, one per process: set it before first use.
+_TEMPLATES: dict[str, str | None] = {"setting": None, "path": None}
+_REGISTERED_WITH: dict[str, str | None] = {}
+
+
+def use_templates(setting: str | None) -> None:
+    """Sets the templates of collections registered from now on: ``None``/``"ours"`` or
+    ``"flan:PATH/TO/FLAN"`` (checked now: a missing file fails here, in one line)."""
+    path = flan_templates.parse_setting(setting)
+    setting = setting if path else None
+    for name, registered in _REGISTERED_WITH.items():
+        if registered != setting:
+            raise RegistryError(
+                f"collection '{name}' is registered with templates {registered or 'ours'} in "
+                f"this process, not {setting or 'ours'}; use one templates setting per process"
+            )
+    _TEMPLATES.update(setting=setting, path=path)
 
 
 def available_collections() -> list[str]:
@@ -69,6 +91,8 @@ def get_task_or_mixture(name: str, vocabulary: seqio.Vocabulary) -> seqio.Task |
     except naming.InvalidNameError as e:
         raise RegistryError(f"unknown task or mixture '{name}': {e}") from None
     collection = get_collection(parsed.collection, vocabulary)
+    if parsed.is_mixture and parsed.shots and name not in seqio.MixtureRegistry.names():
+        _register_fewshot_mixture(collection, parsed, name, vocabulary)
     if parsed.is_mixture:
         if name not in seqio.MixtureRegistry.names():
             # Held-out mixtures of any cluster combination are built on demand.
@@ -99,6 +123,38 @@ def get_task_or_mixture(name: str, vocabulary: seqio.Vocabulary) -> seqio.Task |
     raise RegistryError(f"unknown task '{name}'; `flan-jax list` shows the registered names")
 
 
+def _register_fewshot_mixture(
+    collection: Collection, parsed: naming.ParsedName, name: str, vocabulary: seqio.Vocabulary
+) -> None:
+    """``...:train_fewshot`` / ``...:eval_<k>shot``: the zero-shot mixture's members, k-shot.
+
+    As FLAN's few-shot splits: the same training tasks and rates (``min(n, 3k)``; FLAN trains
+    its multi-shot variants) or the same held-out eval tasks (uncapped rates), each with
+    exemplars from its own train split.
+    """
+    plan = mixing.register_heldout_mixtures(
+        collection,
+        parsed.heldout,
+        num_templates=parsed.num_templates,
+        num_clusters=parsed.num_clusters,
+    )
+    zero_shot = plan.train_name if parsed.kind == "train" else plan.eval_name
+    if zero_shot is None:
+        raise RegistryError(f"unknown mixture '{name}': an eval mixture needs held-out clusters")
+    members = seqio.MixtureRegistry.get(zero_shot)
+    # The zero-shot member's rate (a function or a number), applied to it when first needed:
+    # rates read dataset metadata, which registration must not.
+    bases = {f"{t.name}:{parsed.shots}shot": t for t in members.tasks}
+    tasks = [get_task_or_mixture(few, vocabulary) for few in bases]
+
+    def rate(task: seqio.Task) -> float:
+        base = bases[task.name]
+        value = members.rate_per_task_name[base.name]
+        return float(value(base) if callable(value) else value)
+
+    fewshot.register_fewshot_mixture(name, tasks, rate)
+
+
 def _register_tasks(name: str, vocabulary: seqio.Vocabulary) -> Collection:
     module = _import_optional(f"{TASKS_PACKAGE}.{name}")
     if module is None:
@@ -112,7 +168,16 @@ def _register_tasks(name: str, vocabulary: seqio.Vocabulary) -> Collection:
             f"tasks/{name}.py has no register(vocabulary) function; define one that returns "
             "registry.register_collection(...) (see README, 'Adding a dataset')"
         )
-    collection = register(vocabulary)
+    if _TEMPLATES["path"] is None:
+        collection = register(vocabulary)
+    elif "templates" in inspect.signature(register).parameters:
+        collection = register(vocabulary, templates=_TEMPLATES["path"])
+    else:
+        raise RegistryError(
+            f"collection '{name}' has no FLAN templates to swap in (--templates="
+            f"{_TEMPLATES['setting']}); drop --templates for it (FLAN's apply to flan2021)"
+        )
+    _REGISTERED_WITH[name] = _TEMPLATES["setting"]
     if not isinstance(collection, Collection) or collection.name != name:
         raise RegistryError(
             f"tasks/{name}.py: register(vocabulary) must return the Collection '{name}' "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import re
 import string
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -115,18 +115,31 @@ def _references(target: Any) -> list[str]:
 
 
 def bleu(targets: Sequence[Any], predictions: Sequence[str]) -> dict[str, float]:
-    """sacrebleu corpus BLEU (13a tokenization, exp smoothing), all references used.
+    """Corpus BLEU as T5 (and so FLAN) computes it: sacrebleu with the ``intl`` tokenizer,
+    ``exp`` smoothing with value 0, case-sensitive, no effective order; all references used.
 
     sacrebleu wants reference streams of equal length: rows with fewer references repeat their
     first one, which leaves the n-gram counts unchanged (the max count per n-gram is the same).
+    With one reference per row this is exactly T5's call.
     """
     import sacrebleu
 
     refs = [_references(t) for t in targets]
     width = max((len(r) for r in refs), default=1)
     streams = [[r[i] if i < len(r) else r[0] for r in refs] for i in range(width)]
-    score = sacrebleu.corpus_bleu(list(predictions), streams, tokenize="13a")
+    score = sacrebleu.corpus_bleu(list(predictions), streams, **BLEU_SETTINGS)
     return {"bleu": float(score.score)}
+
+
+# T5's ``t5.evaluation.metrics.bleu`` settings (FLAN's translation metric).
+BLEU_SETTINGS = {
+    "smooth_method": "exp",
+    "smooth_value": 0.0,
+    "force": False,
+    "lowercase": False,
+    "tokenize": "intl",
+    "use_effective_order": False,
+}
 
 
 _ROUGE_TYPES = ("rouge1", "rouge2", "rougeLsum")
@@ -158,47 +171,130 @@ def _sentence_lines(text: str) -> str:
     return "\n".join(s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s)
 
 
-def normalize_squad(text: str) -> str:
-    """SQuAD answer normalization: lower case, drop punctuation and articles, squash spaces."""
+def _normalize_answer(text: str, punctuation: frozenset[str], replacement: str) -> str:
+    """Lower case, punctuation replaced, articles dropped, whitespace squashed (T5's qa_utils)."""
     text = text.lower()
-    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
+    text = "".join(replacement if ch in punctuation else ch for ch in text)
     text = re.sub(r"\b(a|an|the)\b", " ", text)
     return " ".join(text.split())
 
 
 _PUNCTUATION = frozenset(string.punctuation)
+_TRIVIA_QA_PUNCTUATION = frozenset(string.punctuation + "‘’´`_")
+
+
+def normalize_squad(text: str) -> str:
+    """The official SQuAD normalization: punctuation removed."""
+    return _normalize_answer(text, _PUNCTUATION, "")
+
+
+def normalize_trivia_qa(text: str) -> str:
+    """The official TriviaQA normalization: punctuation (and quote marks, ``_``) become spaces."""
+    return _normalize_answer(text, _TRIVIA_QA_PUNCTUATION, " ").strip()
 
 
 def _token_f1(target: str, prediction: str) -> float:
-    gold, pred = normalize_squad(target).split(), normalize_squad(prediction).split()
-    common = collections.Counter(gold) & collections.Counter(pred)
-    overlap = sum(common.values())
-    if not gold or not pred:
-        return float(gold == pred)
+    """Token F1 of two normalized strings; no shared token (or an empty side) scores 0."""
+    gold, pred = target.split(), prediction.split()
+    overlap = sum((collections.Counter(gold) & collections.Counter(pred)).values())
     if overlap == 0:
         return 0.0
     precision, recall = overlap / len(pred), overlap / len(gold)
     return 2 * precision * recall / (precision + recall)
 
 
-def squad(targets: Sequence[Any], predictions: Sequence[str]) -> dict[str, float]:
-    """SQuAD exact match and token F1 x 100, each the max over the references."""
+def _qa_metrics(
+    targets: Sequence[Any], predictions: Sequence[str], normalize: Callable[[str], str]
+) -> dict[str, float]:
+    """Exact match and token F1 x 100, each the max over an example's references (T5's
+    ``qa_utils.qa_metrics`` over normalized text)."""
     em = f1 = 0.0
     for target, prediction in zip(targets, predictions, strict=True):
-        refs = _references(target)
-        em += max(float(normalize_squad(r) == normalize_squad(prediction)) for r in refs)
-        f1 += max(_token_f1(r, prediction) for r in refs)
+        refs = [normalize(r) for r in _references(target)]
+        pred = normalize(prediction)
+        em += max(float(r == pred) for r in refs)
+        f1 += max(_token_f1(r, pred) for r in refs)
     n = max(len(predictions), 1)
     return {"em": 100.0 * em / n, "f1": 100.0 * f1 / n}
 
 
+def squad(targets: Sequence[Any], predictions: Sequence[str]) -> dict[str, float]:
+    """SQuAD exact match and token F1 x 100 (T5's ``squad``; FLAN's metric for SQuAD, DROP,
+    QuAC and CoQA)."""
+    return _qa_metrics(targets, predictions, normalize_squad)
+
+
 def trivia_qa(targets: Sequence[Any], predictions: Sequence[str]) -> dict[str, float]:
-    """TriviaQA exact match x 100: SQuAD-normalized prediction equals any answer alias."""
-    hits = sum(
-        any(normalize_squad(r) == normalize_squad(p) for r in _references(t))
-        for t, p in zip(targets, predictions, strict=True)
+    """TriviaQA exact match and token F1 x 100 over the answer aliases (T5's ``trivia_qa``;
+    FLAN's metric for TriviaQA and Natural Questions)."""
+    return _qa_metrics(targets, predictions, normalize_trivia_qa)
+
+
+# ---------------------------------------------------------------------------------------------
+# MultiRC: T5's SuperGLUE metrics, which FLAN uses.
+
+
+def _group_and_value(item: Any) -> tuple[Any, Any]:
+    if isinstance(item, Mapping):
+        return item["group"], item["value"]
+    group, value = item
+    return group, value
+
+
+def multirc(targets: Sequence[Any], predictions: Sequence[Any]) -> dict[str, float]:
+    """MultiRC's exact match over questions and F1 over all answers (F1a), x 100.
+
+    Each target and prediction is ``{"group": question id, "value": 0/1}`` (T5's format) or a
+    ``(question id, 0/1)`` pair; the prediction's group is ignored. Exact match: the share of
+    questions whose every answer is labelled right. F1a: binary F1 over all answers, where a
+    prediction other than 0/1 counts as wrong (T5's ``f1_score_with_invalid``).
+    """
+    import sklearn.metrics
+
+    gold, pred, groups = [], [], []
+    for t, p in zip(targets, predictions, strict=True):
+        group, value = _group_and_value(t)
+        groups.append(group)
+        gold.append(int(value))
+        pred.append(_group_and_value(p)[1] if isinstance(p, Mapping | tuple) else p)
+    gold_arr = np.asarray(gold)
+    pred_arr = np.asarray([int(v) if v in (0, 1) else -1 for v in pred])
+    invalid = (pred_arr != 0) & (pred_arr != 1)
+    pred_arr[invalid] = 1 - gold_arr[invalid]
+    by_question: dict[Any, bool] = {}
+    for g, t, p in zip(groups, gold_arr, pred_arr, strict=True):
+        by_question[g] = by_question.get(g, True) and bool(t == p)
+    exact = float(np.mean(list(by_question.values()))) if by_question else 0.0
+    return {
+        "exact_match": 100.0 * exact,
+        "f1a": 100.0 * float(sklearn.metrics.f1_score(gold_arr, pred_arr)),
+    }
+
+
+def rank_classification_multirc(
+    targets: Sequence[tuple], scores: Sequence[float]
+) -> dict[str, float]:
+    """MultiRC by rank classification: accuracy, exact match over questions, F1a.
+
+    Target rows are ``(example id, option index, is_correct, question id)``; option 1 is the
+    positive label ("yes": the answer is right). The question id groups the answers of one
+    question for exact match.
+    """
+    rows = [tuple(t) for t in targets]
+    if any(len(r) < 4 for r in rows):
+        raise ValueError(
+            "MultiRC exact match needs the question id as the 4th field of each rank target "
+            "row (example id, option index, is_correct, question id)"
+        )
+    question = {int(r[0]): r[3] for r in rows}
+    predicted, gold = rank_choices([r[:3] for r in rows], scores)
+    ids = sorted(question)
+    out = multirc(
+        [(question[i], g) for i, g in zip(ids, gold, strict=True)],
+        [(question[i], p) for i, p in zip(ids, predicted, strict=True)],
     )
-    return {"em": 100.0 * hits / max(len(predictions), 1)}
+    out["accuracy"] = 100.0 * float(np.mean(np.asarray(predicted) == np.asarray(gold)))
+    return out
 
 
 def edit_distance(targets: Sequence[Any], predictions: Sequence[str]) -> dict[str, float]:

@@ -4,8 +4,9 @@ Beyond FLAN's leave-one-out recipe (below), training mixtures can be restricted 
 ablations: ``num_templates`` (each dataset's first n templates, ``...:train:tpl<n>``) and
 ``num_clusters`` (only the first n training clusters in the collection's ``cluster_order``,
 ``...:train:clusters<n>``). Where the collection declares ``overlaps`` (dataset pairs sharing
-examples), a training dataset whose partner is held out trains on its ``:dedup_<clusters>``
-variant, which drops the examples whose key occurs in the partner's eval splits.
+examples) and ``dedup_overlaps=True`` is asked for (off by default, as in FLAN), a training
+dataset whose partner is held out trains on its ``:dedup_<clusters>`` variant, which drops the
+examples whose key occurs in the partner's eval splits.
 
 FLAN's recipe: examples-proportional mixing where each dataset contributes
 ``min(n_train, cap, max_rate)`` (cap 30k examples, max rate 3k); clusters listed in the
@@ -113,11 +114,17 @@ def plan_heldout(
     extra_exclusions: dict[str, Sequence[str]] | None = None,
     num_templates: int | None = None,
     num_clusters: int | None = None,
+    dedup_overlaps: bool = False,
 ) -> MixturePlan:
-    """Which datasets train and which tasks evaluate when ``heldout`` clusters are held out."""
+    """Which datasets train and which tasks evaluate when ``heldout`` clusters are held out.
+
+    ``dedup_overlaps``: train on the ``:dedup_<clusters>`` variants of datasets that share
+    examples with a held-out dataset (the collection's ``overlaps``). Off by default: FLAN
+    removes no such examples.
+    """
     heldout = tuple(heldout)
     excluded = excluded_clusters(collection, heldout, extra_exclusions)
-    train = tuple(s for s in collection.specs if s.cluster not in excluded)
+    train = tuple(s for s in collection.specs if s.cluster not in excluded and s.trains)
     if num_clusters is not None:
         order = collection.cluster_order or collection.clusters
         kept = [c for c in order if c not in excluded][:num_clusters]
@@ -141,7 +148,10 @@ def plan_heldout(
         for i in spec.eval_templates:
             rank = spec.has_options and spec.templates[i].is_rankable
             eval_tasks.append(naming.task_name(collection.name, spec.name, i, rank=rank))
-    dedup = {s.name: overlapping_heldout(collection, s.name, heldout) for s in train}
+    dedup = {
+        s.name: overlapping_heldout(collection, s.name, heldout) if dedup_overlaps else ()
+        for s in train
+    }
     return MixturePlan(
         collection.name,
         heldout,
@@ -165,6 +175,7 @@ def register_heldout_mixtures(
     extra_exclusions: dict[str, Sequence[str]] | None = None,
     num_templates: int | None = None,
     num_clusters: int | None = None,
+    dedup_overlaps: bool = False,
 ) -> MixturePlan:
     """Registers the training mixture (and the eval mixture if clusters are held out).
 
@@ -179,6 +190,7 @@ def register_heldout_mixtures(
         extra_exclusions=extra_exclusions,
         num_templates=num_templates,
         num_clusters=num_clusters,
+        dedup_overlaps=dedup_overlaps,
     )
 
     def rate(task: seqio.Task) -> float:

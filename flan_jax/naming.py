@@ -18,6 +18,11 @@ Mixture names::
     <collection>:heldout_<c1>[+<c2>...]:train   all clusters but the held-out ones (and the
                                                 clusters the exclusion rules drop with them)
     <collection>:heldout_<c1>[+<c2>...]:eval    the held-out clusters' per-template eval tasks
+    <collection>:heldout_<c1>[+<c2>...]:train_fewshot
+                                                the training mixture, every task few-shot
+                                                (FLAN's multi-shot: up to 16 within budget)
+    <collection>:heldout_<c1>[+<c2>...]:eval_<k>shot
+                                                the eval mixture, every task k-shot
     <collection>:all:train                      every cluster
     ...:train:tpl<n>                            ablation: first n templates per dataset
     ...:train:clusters<n>                       ablation: only the first n training clusters
@@ -35,6 +40,8 @@ import re
 from collections.abc import Sequence
 
 _IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
+# Shots of every task in a ``:train_fewshot`` mixture (FLAN's multi-shot).
+FEWSHOT_TRAIN_SHOTS = 16
 
 
 class InvalidNameError(ValueError):
@@ -92,8 +99,13 @@ def mixture_name(
     *,
     templates: int | None = None,
     clusters: int | None = None,
+    shots: int = 0,
 ) -> str:
-    """Builds a mixture name; no held-out clusters means the all-clusters mixture."""
+    """Builds a mixture name; no held-out clusters means the all-clusters mixture.
+
+    ``shots``: a few-shot mixture (``train_fewshot`` takes ``FEWSHOT_TRAIN_SHOTS``,
+    ``eval_<k>shot`` any k >= 1).
+    """
     check_ident("collection", collection)
     if kind not in ("train", "eval"):
         raise InvalidNameError(f"mixture kind {kind!r} must be 'train' or 'eval'")
@@ -101,7 +113,15 @@ def mixture_name(
         check_ident("cluster", c)
     if kind == "eval" and not heldout:
         raise InvalidNameError("an eval mixture needs at least one held-out cluster")
-    parts = [collection, "heldout_" + "+".join(heldout) if heldout else "all", kind]
+    if shots and kind == "train" and shots != FEWSHOT_TRAIN_SHOTS:
+        raise InvalidNameError(
+            f"few-shot training mixtures use {FEWSHOT_TRAIN_SHOTS} shots (':train_fewshot'), "
+            f"got {shots}"
+        )
+    if shots < 0:
+        raise InvalidNameError(f"few-shot mixtures need shots >= 1, got {shots}")
+    suffix = ("_fewshot" if kind == "train" else f"_{shots}shot") if shots else ""
+    parts = [collection, "heldout_" + "+".join(heldout) if heldout else "all", kind + suffix]
     if templates is not None:
         parts.append(f"tpl{templates}")
     if clusters is not None:
@@ -131,7 +151,8 @@ _TASK_RE = re.compile(
     r"(?::dedup_(?P<x>[a-z0-9_+]+))?|t(?P<t>\d+)(?P<r>:rank)?)(?::(?P<k>\d+)shot)?$"
 )
 _MIX_RE = re.compile(
-    r"^(?P<c>[a-z][a-z0-9_]*):(?:all|heldout_(?P<h>[a-z0-9_+]+)):(?P<kind>train|eval)"
+    r"^(?P<c>[a-z][a-z0-9_]*):(?:all|heldout_(?P<h>[a-z0-9_+]+)):"
+    r"(?P<kind>train(?P<f>_fewshot)?|eval(?:_(?P<k>[1-9]\d*)shot)?)"
     r"(?::tpl(?P<n>\d+))?(?::clusters(?P<m>\d+))?$"
 )
 
@@ -144,7 +165,8 @@ def parse_name(name: str) -> ParsedName:
             m["c"],
             True,
             heldout=heldout,
-            kind=m["kind"],
+            kind="train" if m["kind"].startswith("train") else "eval",
+            shots=FEWSHOT_TRAIN_SHOTS if m["f"] else int(m["k"] or 0),
             num_templates=int(m["n"]) if m["n"] else None,
             num_clusters=int(m["m"]) if m["m"] else None,
         )

@@ -25,8 +25,8 @@ from typing import Any
 import seqio
 import tensorflow as tf
 
+from flan_jax import hf_vocab, naming, templates
 from flan_jax import metrics as metrics_lib
-from flan_jax import naming, templates
 from flan_jax.sources import Source
 from flan_jax.templates import ANSWER_FIELD, OPTIONS_FIELD, Template, TemplateError
 
@@ -62,6 +62,9 @@ class TaskSpec:
       filter_fn: optional predicate on raw examples; examples where it is False are dropped
         before anything else (e.g. unlabelled rows, a class the templates do not cover).
       rank_metrics: metric functions of the ``:rank`` tasks (default: rank accuracy).
+      primary_metric: the metric key that scores the dataset (ranks its templates, fills the
+        results tables), e.g. ``"accuracy"``, ``"bleu"``, ``"rougeL"``; None: the evaluation
+        report's default.
     """
 
     name: str
@@ -76,6 +79,7 @@ class TaskSpec:
     description: str = ""
     filter_fn: Callable[[Mapping[str, tf.Tensor]], tf.Tensor] | None = None
     rank_metrics: tuple[Callable[..., Mapping[str, Any]], ...] = (metrics_lib.rank_classification,)
+    primary_metric: str | None = None
 
     def __post_init__(self):
         naming.check_ident("dataset", self.name)
@@ -98,6 +102,11 @@ class TaskSpec:
     @property
     def has_options(self) -> bool:
         return OPTIONS_FIELD in self.fields
+
+    @property
+    def trains(self) -> bool:
+        """Whether the dataset has a train split (eval-only datasets such as WSC273 do not)."""
+        return "train" in self.splits
 
     @property
     def eval_templates(self) -> tuple[int, ...]:
@@ -205,13 +214,19 @@ def _rank_preprocessor(template: Template) -> Callable[[tf.data.Dataset], tf.dat
         inputs = templates.render_inputs_tf(template, ex)
         # String joins broadcast: binding `answer` to the options vector renders every target.
         targets = templates.render_targets_tf(template, {**ex, ANSWER_FIELD: options})
+        if "references" in ex:
+            # Several gold answers (ReCoRD): an option is correct when it is any of them.
+            gold = tf.reshape(ex["references"], [-1])
+            correct = tf.reduce_any(tf.equal(options[:, None], gold[None, :]), axis=1)
+        else:
+            correct = tf.equal(options, ex[ANSWER_FIELD])
         return tf.data.Dataset.from_tensor_slices(
             {
                 "inputs": tf.fill([n], inputs),
                 "targets": targets,
                 "idx": tf.fill([n], ex["idx"]),
                 "option_index": tf.range(n),
-                "is_correct": tf.equal(options, ex[ANSWER_FIELD]),
+                "is_correct": correct,
             }
         )
 
@@ -316,7 +331,7 @@ _TOKENIZE = (seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_
 def output_features(vocabulary: seqio.Vocabulary) -> dict[str, seqio.Feature]:
     """The seqio features of every task: inputs and targets, both ending in EOS."""
     return {
-        "inputs": seqio.Feature(vocabulary, add_eos=True, required=False),
+        "inputs": hf_vocab.inputs_feature(vocabulary),  # a chat template, if on, goes here
         "targets": seqio.Feature(vocabulary, add_eos=True),
     }
 
@@ -374,14 +389,16 @@ def register_collection(
         fields = _fields_preprocessor(spec)
         text_post = _text_postprocessor(spec)
 
-        tasks = [
-            (
-                naming.task_name(name, spec.name),
-                _mix_preprocessor(spec, template_seed),
-                text_post,
-                spec.metrics,
+        tasks = []
+        if spec.trains:  # eval-only datasets have no training task
+            tasks.append(
+                (
+                    naming.task_name(name, spec.name),
+                    _mix_preprocessor(spec, template_seed),
+                    text_post,
+                    spec.metrics,
+                )
             )
-        ]
         for i, t in enumerate(spec.templates):
             tasks.append(
                 (

@@ -8,6 +8,7 @@
     MODEL_DIR/input_state/<step>/   the input pipeline's position at that checkpoint, per host
     MODEL_DIR/train/                TensorBoard scalars of training
     MODEL_DIR/eval/step_<n>/        evaluation reports of step n
+    MODEL_DIR/eval/summary/         scores across steps (the --watch eval job)
 
 A resume compares the new launch's record with `run.json` and refuses any difference in what
 the run trains on (one line naming each changed field, old -> new); the fields in
@@ -51,6 +52,30 @@ RESUMABLE_CHANGES = frozenset(
         "progress_bar",
         "initial_checkpoint_path",
         "microbatches",  # a memory knob: the same batch, accumulated in pieces
+        "resume_overrides",
+    }
+)
+
+# Fields a resume may change only when the launch names them in `TrainConfig.resume_overrides`:
+# deliberate changes of how the run learns from here on (a lower learning rate after a spike, no
+# dropout for the last steps). They keep the state's shapes and the data stream, so the saved
+# state and input position still apply; each accepted change is kept in the run record's history.
+# What the run trains on (mixture, lengths, batch, packing, seed, vocabulary, the model's shape,
+# the optimizer's kind) never changes in place: that is a new MODEL_DIR with
+# INITIAL_CHECKPOINT_PATH pointing at a step of this one.
+OVERRIDABLE_ON_RESUME = frozenset(
+    {
+        "optimizer.learning_rate",
+        "optimizer.schedule",
+        "optimizer.warmup_steps",
+        "optimizer.final_lr_fraction",
+        "optimizer.clipping_threshold",
+        "optimizer.weight_decay",
+        "optimizer.grad_clip_norm",
+        "z_loss",
+        "label_smoothing",
+        "loss_normalizing_factor",
+        "model.dropout_rate",
     }
 )
 
@@ -153,6 +178,10 @@ class RunDir:
     def eval_dir(self, step: int | None) -> str:
         return str(self.path / "eval" / (f"step_{step}" if step is not None else "params"))
 
+    def eval_summary_dir(self) -> str:
+        """Scores across steps (`flan-jax eval --watch`): TensorBoard, JSON, a plot."""
+        return str(self.path / "eval" / "summary")
+
     @property
     def record_path(self) -> epath.Path:
         return self.path / RECORD
@@ -216,21 +245,51 @@ class RunDir:
                     "MODEL_DIR"
                 )
             return
-        changes = record_changes(old, record)
+        overrides = tuple(record.get("config", {}).get("resume_overrides") or ())
+        for name in overrides:
+            if name not in OVERRIDABLE_ON_RESUME:
+                raise RunDirError(
+                    f"resume_overrides names {name!r}, which cannot change in place; the fields "
+                    f"a resume may override are {', '.join(sorted(OVERRIDABLE_ON_RESUME))}"
+                )
+        changes = [c for c in record_changes(old, record) if c[0] not in overrides]
         if changes:
             what = "; ".join(f"{name}: {a!r} -> {b!r}" for name, a, b in changes)
-            raise RunDirError(
-                f"MODEL_DIR {self.given} is a run of another config ({what}); resume it with "
-                "the same settings, or give a new MODEL_DIR (only "
-                f"{', '.join(sorted(RESUMABLE_CHANGES - {'model_dir'}))} may change on resume)"
-            )
+            names = [name for name, _, _ in changes]
+            if all(name in OVERRIDABLE_ON_RESUME for name in names):
+                fix = (
+                    "resume it with the same settings, or accept the change(s) explicitly with "
+                    "--gin.TrainConfig.resume_overrides=" + '\\"' + ",".join(names) + '\\"'
+                )
+            else:
+                fix = (
+                    "resume it with the same settings, or give a new MODEL_DIR (with "
+                    "INITIAL_CHECKPOINT_PATH set to a step of this one to continue from it)"
+                )
+            raise RunDirError(f"MODEL_DIR {self.given} is a run of another config ({what}); {fix}")
+
+    def accepted_overrides(self, record: Mapping[str, Any]) -> dict[str, list[Any]]:
+        """{field: [old, new]} for the changes this launch makes through resume_overrides."""
+        old = self.read_record()
+        if old is None:
+            return {}
+        overrides = tuple(record.get("config", {}).get("resume_overrides") or ())
+        return {n: [a, b] for n, a, b in record_changes(old, record) if n in overrides}
 
     # -- writes (after the checks) -------------------------------------------------------------
 
-    def write_record(self, record: Mapping[str, Any]) -> None:
-        """Writes run.json at the first launch (later launches keep the first record)."""
-        if self.record_path.exists():
-            return
+    def write_record(self, record: Mapping[str, Any], at_step: int | None = None) -> None:
+        """Writes run.json at the first launch. Later launches keep it, except that changes
+        accepted through resume_overrides update its config and are appended to its `history`
+        (the step they apply from, each field old -> new), so the record always says what the
+        run trains on now and since when."""
+        old = self.read_record()
+        if old is not None:
+            accepted = self.accepted_overrides(record)
+            if not accepted:
+                return
+            history = [*old.get("history", []), {"from_step": at_step, "changes": accepted}]
+            record = {**record, "history": history}
         self.path.mkdir(parents=True, exist_ok=True)
         _atomic_write(self.record_path, json.dumps(record, indent=2, sort_keys=True) + "\n")
 

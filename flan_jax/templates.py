@@ -103,8 +103,10 @@ class Template:
 
     @property
     def is_rankable(self) -> bool:
-        """Whether rank classification applies: choices shown, the target is the chosen option."""
-        return self.options and not self.turned_around and ANSWER_FIELD in self.target_fields
+        """Whether rank classification applies when the dataset has options: an original-task
+        template whose target is the chosen option, whether or not it shows the options (FLAN
+        scores every such template of a classification dataset this way)."""
+        return not self.turned_around and ANSWER_FIELD in self.target_fields
 
 
 def check_template_fields(

@@ -94,6 +94,7 @@ def _train(
     run_dir.check_usable()
     record = run_dir_lib.run_record(cfg)
     run_dir.check_resume(record, has_checkpoints=run_dir.has_checkpoints())
+    vocabulary = vocab.get_vocabulary(cfg.vocabulary)  # a bad spec fails here, in one line
 
     # == Mesh ==
     partitioning.init_distributed()
@@ -107,8 +108,7 @@ def _train(
     )
 
     # == Data ==
-    vocabulary = vocab.get_vocabulary(cfg.vocabulary)  # built once, passed to the data layer
-    _check_vocabulary(cfg, vocabulary)
+    _check_vocabulary(cfg, vocabulary)  # built once (above), passed to the data layer
     data = input_pipeline.TrainInput(
         cfg.mixture_or_task_name,
         cfg.task_feature_lengths,
@@ -127,7 +127,12 @@ def _train(
     # == Inputs checked: claim MODEL_DIR (lock, run record), open the checkpoints ==
     if is_host0:
         run_dir.acquire_lock()
-        run_dir.write_record(record)
+        for name, (before, after) in run_dir.accepted_overrides(record).items():
+            log.warning(
+                "resume_overrides: %s changes from %r to %r from here on", name, before, after
+            )
+        committed = checkpoints.committed_steps(run_dir.path)
+        run_dir.write_record(record, at_step=committed[-1] if committed else None)
     ckpt = checkpoints.Checkpointer(
         run_dir.path, keep=cfg.keep_checkpoints, async_save=cfg.async_checkpoint
     )
@@ -232,6 +237,7 @@ def _train(
     log.info("MFU against %s: %.3g FLOP/s", peak_source, peak)
 
     # == Loop ==
+    eval_suites: dict[str, Any] = {}  # periodic eval: datasets read at the first eval, then reused
     end = cfg.train_steps if stop_after is None else min(cfg.train_steps, start + stop_after)
     if start >= cfg.train_steps:
         log.info("%s already finished at step %d; nothing to train", cfg.model_dir, start)
@@ -289,7 +295,9 @@ def _train(
         if stopping:
             break
         if cfg.eval_every and done % cfg.eval_every == 0 and done != end:
-            _periodic_eval(cfg, run_dir, vocabulary, model, state["params"], layout, done, writer)
+            _periodic_eval(
+                cfg, run_dir, vocabulary, model, state["params"], layout, done, writer, eval_suites
+            )
             window_t = time.perf_counter()
     progress.close()
     with _disk_full_is_one_line(run_dir, done, ckpt):
@@ -314,7 +322,7 @@ def _train(
 def _check_vocabulary(cfg: TrainConfig, vocabulary) -> None:
     import seqio
 
-    from flan_jax import catalog
+    from flan_jax import catalog, hf_vocab
 
     provider = catalog.get_task_or_mixture(cfg.mixture_or_task_name, vocabulary)
     task = provider.tasks[0] if isinstance(provider, seqio.Mixture) else provider
@@ -325,6 +333,8 @@ def _check_vocabulary(cfg: TrainConfig, vocabulary) -> None:
             f"{size} ({cfg.mixture_or_task_name}); use a model config with vocab_size >= {size} "
             "or the vocabulary the model was trained with (--vocab)"
         )
+    # A Hugging Face tokenizer's special tokens must be the model's too (no-op for others).
+    hf_vocab.check_agrees(vocabulary, cfg.model.vocab_size, hf_vocab.special_tokens_of(cfg.model))
 
 
 # Warn when TASK_FEATURE_LENGTHS cut more than this share of a task's inputs or targets.
@@ -419,24 +429,25 @@ def _metric_writer(log_dir: str, is_host0: bool):
     )
 
 
-def _periodic_eval(cfg, run_dir, vocabulary, model, params, layout, step, writer) -> None:
-    """Held-out eval mixture on the dev split, into MODEL_DIR/eval/step_<N> and TensorBoard."""
+def _periodic_eval(cfg, run_dir, vocabulary, model, params, layout, step, writer, suites) -> None:
+    """Held-out eval mixture on the dev split, into MODEL_DIR/eval/step_<N> and TensorBoard.
+
+    On the training mesh, with the training params as they are (no copy); every process
+    scores its share, process 0 writes. The eval datasets are read once, into `suites`, and
+    reused by every later eval of the run.
+    """
     from flan_jax.evaluation import evaluator
 
     name = cfg.eval_mixture or _default_eval_mixture(cfg.mixture_or_task_name)
     if name is None:
         log.warning("eval_every is set but %s has no eval mixture", cfg.mixture_or_task_name)
         return
-    results = evaluator.evaluate_mixture(
-        model,
-        params,
-        layout,
-        name,
-        cfg.task_feature_lengths,
-        splits=("validation",),
-        batch_size=cfg.eval_batch_size,
-        out_dir=run_dir.eval_dir(step),
-        vocabulary=vocabulary,
+    if name not in suites:
+        suites[name] = evaluator.EvalSuite(
+            model, name, cfg.task_feature_lengths, ("validation",), vocabulary=vocabulary
+        )
+    results = suites[name].evaluate(
+        model, params, layout, batch_size=cfg.eval_batch_size, out_dir=run_dir.eval_dir(step)
     )
     scalars = {
         f"eval/{task}/{metric}": value

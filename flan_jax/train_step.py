@@ -44,6 +44,8 @@ class TrainConfig:
       prng_impl: JAX PRNG implementation for init and dropout.
       vocabulary: VOCABULARY: ``byte``, ``t5`` or a SentencePiece ``.model`` path; the tasks are
         registered with it (``vocab.get_vocabulary``, passed to the catalog).
+      resume_overrides: fields this launch deliberately changes on resume (e.g.
+        ``"optimizer.learning_rate"``); see ``run_dir.OVERRIDABLE_ON_RESUME``.
     """
 
     model_dir: str
@@ -71,6 +73,7 @@ class TrainConfig:
     prng_impl: str = "threefry2x32"
     progress_bar: bool = True
     vocabulary: str = "byte"
+    resume_overrides: tuple[str, ...] = ()
 
     def __post_init__(self):
         def bad(field: str, fix: str) -> ValueError:
@@ -88,6 +91,9 @@ class TrainConfig:
             raise bad("loss_normalizing_factor", "use None (per token) or a positive number")
         if self.eval_every < 0:
             raise bad("eval_every", "use 0 (no periodic eval) or a positive step interval")
+        if isinstance(self.resume_overrides, str):  # "a,b" from the command line
+            names = tuple(n.strip() for n in self.resume_overrides.split(",") if n.strip())
+            object.__setattr__(self, "resume_overrides", names)
 
 
 # ---------------------------------------------------------------------------------------------

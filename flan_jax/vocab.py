@@ -2,7 +2,8 @@
 
 A run names its vocabulary in its config (``TrainConfig.vocabulary`` / ``EvalConfig.vocabulary``,
 gin macro ``VOCABULARY``): ``byte`` (default; ``seqio.ByteVocabulary``), ``t5`` (T5's public 32k
-model on GCS) or a path to a ``.model`` file. ``get_vocabulary`` turns that string into the
+model on GCS), a path to a ``.model`` file or ``hf:DIR`` (a Hugging Face ``tokenizer.json``;
+see `flan_jax.hf_vocab`). ``get_vocabulary`` turns that string into the
 object, which is then passed explicitly to whatever registers or reads tasks
 (``catalog.get_task_or_mixture(name, vocabulary)``); nothing reads it from the environment.
 """
@@ -15,11 +16,15 @@ from collections.abc import Iterable
 
 import seqio
 
+from flan_jax import hf_vocab
+
 T5_VOCAB = "gs://t5-data/vocabs/cc_all.32000.100extra/sentencepiece.model"
 
 
 def get_vocabulary(spec: str = "byte") -> seqio.Vocabulary:
-    """``byte``, ``t5`` or a SentencePiece model path -> a seqio vocabulary (opened lazily)."""
+    """``byte``, ``t5``, a SentencePiece model path or ``hf:DIR`` -> a seqio vocabulary."""
+    if spec.startswith(hf_vocab.PREFIX):
+        return hf_vocab.load(spec)
     if spec == "byte":
         return seqio.ByteVocabulary()
     if spec == "t5":
@@ -31,7 +36,8 @@ def get_vocabulary(spec: str = "byte") -> seqio.Vocabulary:
             )
         return seqio.SentencePieceVocabulary(spec)
     raise ValueError(
-        f"vocabulary {spec!r} is not 'byte', 't5' or a path to a SentencePiece .model file"
+        f"vocabulary {spec!r} is not 'byte', 't5', a path to a SentencePiece .model file "
+        "or hf:DIR (a folder with tokenizer.json)"
     )
 
 
@@ -45,6 +51,8 @@ def describe(vocabulary: seqio.Vocabulary) -> str:
     if isinstance(vocabulary, seqio.SentencePieceVocabulary):
         path = vocabulary.sentencepiece_model_file
         return "t5" if path == T5_VOCAB else path
+    if isinstance(vocabulary, hf_vocab.HFVocabulary):
+        return vocabulary.spec
     return type(vocabulary).__name__
 
 

@@ -105,9 +105,9 @@ RAW: dict[str, dict] = {
         "question2": "What is the best way to learn Python?",
         "label": 1,
     },
-    "paws_wiki/labeled_final_raw": {
-        "sentence1": "Tom met Ann in May.",
-        "sentence2": "Ann met Tom in May.",
+    "paws_wiki/labeled_final_tokenized": {
+        "sentence1": "Tom met Ann in May .",
+        "sentence2": "Ann met Tom in May .",
         "label": 1,
     },
     "glue/stsb": {
@@ -120,13 +120,13 @@ RAW: dict[str, dict] = {
         "id": "q1",
         "question": "Which is a mammal?",
         "answerKey": 1,
-        "choices": {"label": [0, 1, 2], "text": ["frog", "whale", "shark"]},
+        "choices": {"label": [0, 1, 2, 3], "text": ["frog", "whale", "shark", "snake"]},
     },
     "ai2_arc/ARC-Challenge": {
         "id": "q2",
         "question": "What melts ice?",
         "answerKey": 0,
-        "choices": {"label": [0, 1], "text": ["heat", "cold"]},
+        "choices": {"label": [0, 1, 2, 3], "text": ["heat", "cold", "wind", "dark"]},
     },
     "natural_questions_open": {
         "question": "who wrote hamlet",
@@ -264,9 +264,9 @@ RAW: dict[str, dict] = {
     },
     "super_glue/record": {
         "passage": "Rome is old.\n@highlight\nRome founded early",
-        "query": "@placeholder is an ancient city.",
-        "entities": ["Rome", "Paris"],
-        "answers": ["Rome"],
+        "query": "Tourists love @placeholder for its ruins.",
+        "entities": ["Rome", "Paris", "Roma"],
+        "answers": ["Rome", "Roma"],
         "idx": {"passage": 0, "query": 0},
     },
     "definite_pronoun_resolution": {
@@ -279,6 +279,19 @@ RAW: dict[str, dict] = {
         "sentence": "The trophy did not fit in the case because _ was too big.",
         "option1": "the trophy",
         "option2": "the case",
+        "label": 0,
+    },
+    "wsc273": {
+        "text": "The city councilmen refused the demonstrators a permit because they feared "
+        "violence.",
+        "pronoun_start": 63,
+        "pronoun_end": 67,
+        "pronoun_text": "they",
+        "option1": "The city councilmen",
+        "option1_normalized": "the city councilmen",
+        "option2": "The demonstrators",
+        "option2_normalized": "the demonstrators",
+        "idx": 0,
         "label": 0,
     },
     "super_glue/wsc": {

@@ -106,12 +106,15 @@ def test_end_to_end_seqio_evaluator_tiny_t5(demo, layout, tmp_path):
     assert len(generated) == 9 and {"input", "target", "prediction"} <= set(generated[0])
 
 
-def test_rank_classification_of_a_template_without_options_fails(demo):
+def test_rank_classification_of_a_turned_around_template_fails(demo):
+    # An original template without options is ranked over the options (FLAN's protocol);
+    # a turned-around template has no rank task.
+    evaluator.check_rank_task("demo:fact_nli:t4:rank", VOCAB)
     with pytest.raises(evaluator.EvalError) as err:
-        evaluator.resolve_eval_tasks("demo:fact_nli:t4:rank", ["validation"], VOCAB)
+        evaluator.resolve_eval_tasks("demo:fact_nli:t5:rank", ["validation"], VOCAB)
     message = str(err.value)
-    assert "template 4 of 'fact_nli' shows no options" in message and "\n" not in message
-    assert "'demo:fact_nli:t4'" in message
+    assert "template 5 of 'fact_nli'" in message and "\n" not in message
+    assert "'demo:fact_nli:t5'" in message
 
 
 def test_missing_split_lists_the_task_splits(demo, layout):

@@ -239,6 +239,19 @@ def test_corrupted_latest_step_is_skipped_with_one_warning(saved, tmp_path, capl
     assert warnings[0].endswith("; using step 3")
 
 
+def test_a_sizes_only_manifest_catches_truncation_not_flips(saved, tmp_path):
+    # What object stores get (no read-back of the whole checkpoint at every save).
+    model_dir = _copy(saved, tmp_path)
+    ckpt.write_manifest(model_dir / "4", checksums=False)
+    manifest = json.loads((model_dir / "4" / ckpt.MANIFEST).read_text())
+    assert manifest["checksum"] == "size"
+    assert all(crc is None for _, crc in manifest["files"].values())
+    _flip(_array_file(model_dir / "4"))
+    assert ckpt.verify(model_dir / "4") is None
+    _truncate(_array_file(model_dir / "4"))
+    assert "bytes, its manifest says" in ckpt.verify(model_dir / "4")
+
+
 def test_every_step_corrupted_is_an_error(saved, tmp_path):
     model_dir = _copy(saved, tmp_path)
     for step in (3, 4):

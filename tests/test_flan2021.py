@@ -24,213 +24,166 @@ VOCAB = vocab.get_vocabulary("byte")
 C = catalog.get_collection("flan2021", VOCAB)
 SPECS = {s.name: s for s in C.specs}
 
-OPT2 = "\n\nOPTIONS:\n- yes\n- no"
-OPT3 = "\n\nOPTIONS:\n- yes\n- it is not possible to tell\n- no"
-NOYES = "\n\nOPTIONS:\n- no\n- yes"
-POL = "\n\nOPTIONS:\n- negative\n- positive"
-ANLI = (
-    0,
-    'The sun rose at six.\n\nBased on the passage above, is it true that "It was dark at noon."?'
-    + OPT3,
-    "no",
-)
-
-# dataset -> (template index, inputs, targets), written by hand from RAW in flan2021_raw.py.
+# dataset -> (template index, inputs, targets) from RAW in flan2021_raw.py: a sample of every
+# cluster, checked against FLAN's answer strings and framing (e.g. ANLI "It's impossible to
+# say", CoLA "unacceptable", WiC "different meanings", ReCoRD and Winogrande continuations).
 GOLDEN = {
-    "anli_r1": ANLI,
-    "anli_r2": ANLI,
-    "anli_r3": ANLI,
+    "anli_r1": (
+        0,
+        "The sun rose at six.\n\nGiven the paragraph above, is this statement true?\nIt was dark at noon.\n\nOPTIONS:\n- Yes\n- It's impossible to say\n- No",
+        "No",
+    ),
     "cb": (
         1,
-        "Premise: A dog runs in the park.\nHypothesis: An animal is outside.\n\nIs the "
-        "hypothesis entailed by the premise?" + OPT3,
-        "it is not possible to tell",
+        "A dog runs in the park.\n\nIs this sentence implied by what was said?\nAn animal is outside.\n\nOPTIONS:\n- Yes\n- No\n- It's impossible to say",
+        "It's impossible to say",
     ),
     "mnli_matched": (
-        3,
-        'A dog runs in the park.\n\nQuestion: does this imply that "An animal is outside."?' + OPT3,
-        "yes",
-    ),
-    "mnli_mismatched": (
-        8,
-        "Write a sentence that follows from the following passage.\n\nA dog runs in the park.",
-        "An animal is outside.",
-    ),
-    "qnli": (
-        0,
-        'Does the sentence "Paris is in France." answer the question "Where is Paris?"?' + OPT2,
+        9,
+        'Assume that "A dog runs in the park." is true. Is "An animal is outside." then true?\n\nOPTIONS:\n- yes\n- it is not possible to tell\n- no',
         "yes",
     ),
     "rte": (
-        2,
-        "Read the text and decide whether the statement follows from it.\n\nText: A dog runs "
-        "in the park.\n\nStatement: An animal is outside." + OPT2,
-        "no",
+        9,
+        "Make up a short passage and a sentence that it entails or not.",
+        "Premise: A dog runs in the park.\n\nHypothesis: An animal is outside.",
     ),
-    "snli": (
-        4,
-        'Suppose that "A dog runs in the park." Can we infer that "An animal is outside."?' + OPT3,
-        "yes",
-    ),
+    "snli": (9, "Write one short sentence describing a scene.", "An animal is outside."),
     "wnli": (
-        5,
-        'Given the sentence "The cup fell off the table because it was round.", is the '
-        'sentence "The cup was round." true as well?' + OPT2,
+        0,
+        'The cup fell off the table because it was round.\n\nAfter reading the sentence above, is "The cup was round." true?\n\nOPTIONS:\n- no\n- yes',
         "yes",
     ),
+    "qnli": (9, "Ask a question about a fact that has a clear answer.", "Where is Paris?"),
     "copa": (
-        2,
-        "The man broke his toe. Because...\n\nOPTIONS:\n- He dropped a hammer on his foot.\n"
-        "- He got a hole in his sock.",
-        "He dropped a hammer on his foot.",
+        9,
+        "Write two sentences, the second following from the first.",
+        "He dropped a hammer on his foot. The man broke his toe.",
     ),
     "hellaswag": (
         1,
-        "Baking: She cracks two eggs into a bowl.\n\nWhat comes next?\n\nOPTIONS:\n- She whisks "
-        "them.\n- She paints the wall.\n- She swims.\n- She sings to the eggs.",
+        "She cracks two eggs into a bowl.\n\nWhat comes next?\n\nOPTIONS:\n- She whisks them.\n- She paints the wall.\n- She swims.\n- She sings to the eggs.",
         "She whisks them.",
     ),
-    "piqa": (
-        4,
-        "What is the best way to dry wet shoes\n\nOPTIONS:\n- Stuff them with newspaper.\n"
-        "- Fill them with water.",
-        "Stuff them with newspaper.",
-    ),
     "story_cloze": (
-        9,
-        "Write a passage that could come right before this ending: Flowers grew.",
-        "Ann bought seeds. She planted them. She watered them. Weeks passed.",
-    ),
-    "imdb_reviews": (
-        0,
-        "A touching film.\nLoved it.\n\nIs this movie review positive or negative?" + POL,
-        "positive",
+        8,
+        "Write a short story whose last sentence is: Flowers grew.",
+        "Ann bought seeds. She planted them. She watered them. Weeks passed. Flowers grew.",
     ),
     "sentiment140": (
         1,
-        "What is the sentiment of the following tweet?\n\nrainy monday again" + POL,
+        "What is the sentiment of the following tweet?\n\nrainy monday again\n\nOPTIONS:\n- negative\n- positive",
         "negative",
     ),
     "sst2": (8, "Write a positive movie review sentence.", "a gorgeous, witty film"),
-    "yelp_polarity_reviews": (
-        2,
-        "Yelp review: Cold food and slow service.\n\nHow would you describe its tone?" + POL,
-        "negative",
-    ),
     "mrpc": (
-        0,
-        "Do these two sentences mean the same thing?\nHe left early.\nHe departed early." + NOYES,
-        "yes",
-    ),
-    "qqp": (
-        2,
-        '"How do I learn Python?" and "What is the best way to learn Python?": are these '
-        "duplicate questions?" + NOYES,
+        9,
+        'Reply "yes" if these two sentences say the same thing and "no" if they do not.\n\nHe left early.\nHe departed early.\n\nOPTIONS:\n- no\n- yes',
         "yes",
     ),
     "paws_wiki": (
-        8,
-        "Write a sentence that means the same thing as the following one.\n\nTom met Ann in May.",
-        "Ann met Tom in May.",
+        9,
+        'Reply "yes" if these two sentences say the same thing and "no" if they do not.\n\nTom met Ann in May .\nAnn met Tom in May .',
+        "yes",
     ),
     "stsb": (
-        6,
-        'Rate from 0 to 5 how much meaning these share: "A man plays guitar." / "A person '
-        'plays an instrument."',
+        0,
+        "How similar in meaning are these sentences, from 0 (unrelated) to 5 (same)?\n\nA man plays guitar.\nA person plays an instrument.\n\nOPTIONS:\n- 0\n- 1\n- 2\n- 3\n- 4\n- 5",
         "4",
     ),
-    "arc_easy": (5, "Q: Which is a mammal?\nA:\n\nOPTIONS:\n- frog\n- whale\n- shark", "whale"),
-    "arc_challenge": (0, "What melts ice?\n\nOPTIONS:\n- heat\n- cold", "heat"),
-    "natural_questions": (2, "Q: who wrote hamlet?\nA:", "Shakespeare"),
-    "trivia_qa": (1, "Answer this question: Which planet is the Red Planet?", "Mars"),
-    "common_gen": (
-        0,
-        "Write a sentence that uses all of these words: dog, frisbee, catch",
-        "The dog catches a frisbee.",
+    "arc_easy": (
+        5,
+        "Q: Which is a mammal?\nA:\n\nOPTIONS:\n- frog\n- whale\n- shark\n- snake",
+        "whale",
     ),
-    "dart": (7, "Facts: Mars | color | red\nSentence:", "Mars is red."),
+    "natural_questions": (2, "Q: who wrote hamlet?\nA:", "Shakespeare"),
+    "trivia_qa": (1, "Answer this question: Which planet is the Red Planet?", "mars"),
+    "dart": (
+        0,
+        "Write a sentence that expresses all of the following facts.\n\nMars | color | red",
+        "Mars is red.",
+    ),
     "e2e_nlg": (
         0,
-        "Write a sentence describing a restaurant with these attributes: name[Aromi], "
-        "food[Italian]",
+        "Write a sentence describing a restaurant with these attributes: name = Aromi, food = Italian",
         "Aromi serves Italian food.",
     ),
-    "web_nlg_en": (
-        8,
-        "Extract the facts of this sentence as subject | relation | object triples.\n\n"
-        "Rome, in Italy, has 2.8M people.",
-        "Rome | country | Italy; Rome | population | 2.8M",
-    ),
-    "para_crawl_en_es": (3, "Spanish: Buenos días.\nEnglish:", "Good morning."),
-    "wmt14_fr_en": (0, "Translate this French text into English:\n\nBonjour.", "Good morning."),
-    "wmt16_cs_en": (7, "Translate into Czech:\n\nGood morning.", "Dobré ráno."),
-    "wmt16_de_en": (8, "English: Good morning.\nGerman:", "Guten Morgen."),
-    "wmt16_fi_en": (
+    "para_crawl_en_es": (
         1,
-        "Hyvää huomenta.\n\nTranslate the Finnish sentence above to English.",
+        "Translate this Spanish text into English:\n\nBuenos días.",
         "Good morning.",
     ),
-    "wmt16_ro_en": (2, "How do you say this in English?\n\nBună dimineața.", "Good morning."),
-    "wmt16_ru_en": (5, 'Render this Russian sentence in English: "Доброе утро."', "Good morning."),
-    "wmt16_tr_en": (9, 'How would you write "Good morning." in Turkish?', "Günaydın."),
-    "bool_q": (5, "Tomatoes are fruits.\n\nQ: is a tomato a fruit?" + NOYES, "yes"),
-    "drop": (
-        2,
-        "Passage: Ann scored 3 goals and Bo 2.\nQuestion: How many goals in total?\nAnswer:",
-        "5",
+    "wmt16_de_en": (
+        0,
+        "Translate this English text into German:\n\nGood morning.",
+        "Guten Morgen.",
     ),
-    "multirc": (
-        1,
-        "Read the passage, then decide if the answer is correct.\n\nSam has a red bike.\n\n"
-        "Q: What color is the bike?\nA: Blue" + NOYES,
-        "no",
-    ),
-    "openbookqa": (
-        3,
-        "Given that plants require sunlight to grow, plants need\n\nOPTIONS:\n- sunlight\n"
-        "- plastic\n- noise\n- ice",
-        "sunlight",
-    ),
-    "squad_v1": (3, "Eiffel Tower\nThe tower is in Paris.\n\nQ: Where is the tower?", "Paris"),
-    "squad_v2": (
+    "bool_q": (
         5,
-        "The Moon orbits Earth.\n\nFrom the passage above, who lives on the Moon?",
+        "Tomatoes are fruits.\n\nQ: is a tomato a fruit?\n\nOPTIONS:\n- no\n- yes",
+        "yes",
+    ),
+    "squad_v2": (
+        0,
+        'The Moon orbits Earth.\n\nAnswer this question based on the passage. If the passage does not answer it, reply "unanswerable".\nWho lives on the Moon?',
         "unanswerable",
     ),
-    "cosmos_qa": (
-        0,
-        "I missed the bus, so I walked.\n\nQuestion: Why did I walk?\n\nOPTIONS:\n- I missed "
-        "the bus.\n- I like rain.\n- I had a car.\n- None of the above.",
-        "I missed the bus.",
+    "drop": (
+        8,
+        "Write a question about the following passage: Ann scored 3 goals and Bo 2.",
+        "How many goals in total?",
     ),
     "record": (
-        6,
-        "Rome is old.\n- Rome founded early\n\nQuery: @placeholder is an ancient city.\nAnswer:"
-        "\n\nOPTIONS:\n- Rome\n- Paris",
-        "Rome",
-    ),
-    "definite_pronoun_resolution": (
-        2,
-        'In "The cat chased the mouse because it was hungry.", what is "it"?\n\nOPTIONS:\n'
-        "- the cat\n- the mouse",
-        "the cat",
+        1,
+        "Rome is old.\n\nTourists love\n\nOPTIONS:\n- Rome for its ruins.\n- Paris for its ruins.\n- Roma for its ruins.",
+        "Rome for its ruins.",
     ),
     "winogrande": (
-        9,
-        'Write a sentence with a blank (_) that should be filled by "the trophy" rather than '
-        '"the case".',
-        "The trophy did not fit in the case because _ was too big.",
+        5,
+        "How should this sentence be completed?\n\nThe trophy did not fit in the case because",
+        "the trophy was too big.",
+    ),
+    "wsc273": (
+        0,
+        "The city councilmen refused the demonstrators a permit because\n\nOPTIONS:\n- the city councilmen feared violence.\n- the demonstrators feared violence.",
+        "the city councilmen feared violence.",
+    ),
+    "cola": (
+        0,
+        "Is the following sentence grammatically acceptable?\n\nHim went home.\n\nOPTIONS:\n- unacceptable\n- acceptable",
+        "unacceptable",
+    ),
+    "wic": (
+        0,
+        'Does the word "bank" mean the same thing in these two sentences?\nHe sat on the river bank.\nShe went to the bank to withdraw cash.\n\nOPTIONS:\n- different meanings\n- the same meaning',
+        "different meanings",
+    ),
+    "fix_punct": (0, "Add punctuation to this text: Hello world Its me", "Hello, world! It's me."),
+    "true_case": (
+        0,
+        "hello, world! it's me.\n\nRewrite the text above with correct capitalization.",
+        "Hello, world! It's me.",
+    ),
+    "word_segment": (3, "Separate the words: Hello,world!It'sme.", "Hello, world! It's me."),
+    "aeslc": (
+        0,
+        "Write a subject line of this email:\n\nPlease review the attached budget.",
+        "Budget",
+    ),
+    "cnn_dailymail": (
+        0,
+        "Write a list of highlights of this news article:\n\nRain fell in London.",
+        "London rain.",
+    ),
+    "ag_news_subset": (
+        8,
+        "Write a headline for this news story:\n\nThe local team won.",
+        "Team wins cup",
     ),
     "wsc": (
         0,
-        'Mark told Pete he was late.\n\nIn the passage above, does "he" refer to "Pete"?' + NOYES,
+        'Mark told Pete he was late.\n\nIn the passage above, does "he" refer to "Pete"?\n\nOPTIONS:\n- no\n- yes',
         "yes",
-    ),
-    "coqa": (
-        0,
-        "Kim has a cat named Tom.\n\nAnswer the following questions:\n1. Who has a cat?\n"
-        "2. What is its name?",
-        "1. Kim\n2. Tom",
     ),
     "quac": (
         0,
@@ -239,69 +192,113 @@ GOLDEN = {
     ),
     "trec": (
         6,
-        "Determine the question type.\nHow far is the Moon?\n\nOPTIONS:\n- description\n"
-        "- entity\n- abbreviation\n- human\n- numeric\n- location",
+        "Determine the question type.\nHow far is the Moon?\n\nOPTIONS:\n- description\n- entity\n- abbreviation\n- human\n- numeric\n- location",
         "numeric",
     ),
-    "cola": (9, "Write an English sentence. Its grammar should be broken.", "Him went home."),
-    "wic": (
-        4,
-        'Here is a word: "bank". In "He sat on the river bank." and "She went to the bank to '
-        'withdraw cash.", is its meaning identical?' + NOYES,
+    "coqa": (
+        0,
+        "Kim has a cat named Tom.\n\nAnswer the following questions:\n1. Who has a cat?\n2. What is its name?",
+        "1. Kim\n2. Tom",
+    ),
+    "cosmos_qa": (
+        0,
+        "I missed the bus, so I walked.\n\nQuestion: Why did I walk?\n\nOPTIONS:\n- I missed the bus.\n- I like rain.\n- I had a car.\n- None of the above.",
+        "I missed the bus.",
+    ),
+    "common_gen": (
+        0,
+        "Write a sentence that uses all of these words: dog, frisbee, catch",
+        "The dog catches a frisbee.",
+    ),
+    "multirc": (
+        1,
+        "Read the passage, then decide if the answer is correct.\n\nSam has a red bike.\n\nQ: What color is the bike?\nA: Blue\n\nOPTIONS:\n- no\n- yes",
         "no",
     ),
-    "math_dataset": (2, "Math problem: Solve 2*x = 4 for x.\nAnswer:", "2"),
-    "fix_punct": (2, "Fix the punctuation: hello world its me", "Hello, world! It's me."),
-    "aeslc": (
-        0,
-        "Write a subject line of this email:\n\nPlease review the attached budget.",
-        "Budget",
-    ),
-    "ag_news_subset": (
-        6,
-        'What is the subject area of this headline: "Team wins cup"?\n\nOPTIONS:\n- World\n'
-        "- Sports\n- Business\n- Science/Tech",
-        "Sports",
-    ),
-    "cnn_dailymail": (3, "News article: Rain fell in London.\n\nSummary:", "London rain."),
-    "gigaword": (
-        2,
-        "Summarize the following sentence.\n\nstocks rose sharply on monday",
-        "stocks rise",
-    ),
-    "multi_news": (
+    "piqa": (
         4,
-        "Story one. ||||| Story two.\n\nBriefly, what is this set of news articles about?",
-        "Two stories.",
+        "What is the best way to dry wet shoes\n\nOPTIONS:\n- Stuff them with newspaper.\n- Fill them with water.",
+        "Stuff them with newspaper.",
     ),
-    "newsroom": (
-        1,
-        "The mayor resigned.\n\nWhat is a good summary of the article above?",
-        "Mayor quits.",
-    ),
-    "opinion_abstracts_idebate": (
+    "imdb_reviews": (
         0,
-        "Write a one-sentence claim of this argument:\n\nCars pollute. Streets get safer.",
-        "Ban cars in cities.",
+        "A touching film.\nLoved it.\n\nIs this movie review positive or negative?\n\nOPTIONS:\n- negative\n- positive",
+        "positive",
     ),
-    "opinion_abstracts_rotten_tomatoes": (
-        6,
-        "Here is a set of movie reviews:\nSo fun.\n\nWrite its critics' consensus.",
-        "A fun ride.",
+    "definite_pronoun_resolution": (
+        2,
+        'In "The cat chased the mouse because it was hungry.", what is "it"?\n\nOPTIONS:\n- the cat\n- the mouse',
+        "the cat",
     ),
-    "samsum": (2, "Summarize the following dialogue.\n\nAnn: Lunch?\nBo: Sure.", "They will eat."),
-    "wiki_lingua_english_en": (
-        8,
-        "Write a how-to article whose summary is: Make tea.",
-        "Boil water. Add tea.",
+    "openbookqa": (
+        3,
+        "Given that plants require sunlight to grow, plants need\n\nOPTIONS:\n- sunlight\n- plastic\n- noise\n- ice",
+        "sunlight",
     ),
+    "squad_v1": (3, "Eiffel Tower\nThe tower is in Paris.\n\nQ: Where is the tower?", "Paris"),
+    "math_dataset": (2, "Math problem: Solve 2*x = 4 for x.\nAnswer:", "2"),
     "xsum": (
         5,
-        "Condense the BBC article below into a one-sentence summary.\nThe council approved a "
-        "new park.",
+        "Condense the BBC article below into a one-sentence summary.\nThe council approved a new park.",
         "New park approved.",
     ),
 }
+
+# FLAN's split strings (flan/tasks.py), copied by hand for a sample of every cluster.
+FLAN_SPLITS = {
+    "cb": ("train[:-50]", "train[-50:]", "validation"),
+    "wnli": ("train[:-30]", "train[-30:]", "validation"),
+    "anli_r1": ("train", "validation[:200]", "test"),
+    "mnli_mismatched": ("train[:30000]", "train[-200:]", "validation_mismatched"),
+    "piqa": ("train[:-100]", "train[-100:]", "validation"),
+    "story_cloze": ("validation[:-200]", "validation[-200:]", "test"),
+    "sentiment140": ("train[:30000]", "train[-200:]", "test"),
+    "stsb": ("train[:-100]", "train[-100:]", "validation"),
+    "paws_wiki": ("train[:30000]", "validation[:200]", "test"),
+    "arc_challenge": ("train[:-200]", "train[-200:]", "test"),
+    "dart": ("train[:30000]", "train[-200:]", "validation"),
+    "e2e_nlg": ("train[:30000]", "train[-200:]", "validation"),
+    "para_crawl_en_es": ("train[:30000]", "train[-1200:-1000]", "train[-1000:]"),
+    "wmt16_ro_en": ("train[:30000]", "validation[:200]", "test"),
+    "drop": ("train[:30000]", "train[-200:]", "dev"),
+    "openbookqa": ("train", "validation[:200]", "test"),
+    "record": ("train[:30000]", "train[-200:]", "validation"),
+    "cosmos_qa": ("train[:-200]", "train[-200:]", "validation"),
+    "winogrande": ("train_xl[:30000]", "train_xl[-200:]", "validation"),
+    "coqa": ("train[:-100]", "train[-100:]", "test"),
+    "true_case": ("train[:30000]", "train[30000:30200]", "train[-3000:]"),
+    "fix_punct": ("train[30200:60200]", "train[60200:60400]", "train[-3000:]"),
+    "word_segment": ("train[60400:90400]", "train[90400:90600]", "train[-3000:]"),
+    "aeslc": ("train", "validation[-200:]", "test"),
+    "opinion_abstracts_idebate": ("train[:-600]", "train[-600:-500]", "train[-500:]"),
+    "samsum": ("train", "validation[:200]", "test"),
+}
+
+# FLAN's template structure (flan/templates.py; O options shown, N original without options,
+# T turned around), by hand for a sample of every cluster.
+FLAN_STRUCTURE = {
+    "rte": "OOOOOOOOOT",
+    "mnli_matched": "OOOOOOOOOO",
+    "snli": "OOOOOOOOOT",
+    "copa": "OOOOOOOOTT",
+    "sentiment140": "OOOOOOTTTT",
+    "paws_wiki": "OOOOOOOOON",
+    "arc_easy": "OOOOOOOTTT",
+    "common_gen": "NNNNNNTTTT",
+    "wmt16_de_en": "NNNNNNNNTT",
+    "squad_v2": "NNNNNNNNNN",
+    "record": "OOOOOOOOOO",
+    "winogrande": "OOOOONNNNN",
+    "coqa": "NNNNNNNNNT",
+    "true_case": "NNNNNNNNNT",
+    "opinion_abstracts_idebate": "NNNNNNTTTT",
+}
+
+PRIMARY = {
+    "anli_r2": "accuracy", "copa": "accuracy", "imdb_reviews": "accuracy", "mrpc": "accuracy",
+    "trivia_qa": "em", "web_nlg_en": "rougeL", "wmt14_fr_en": "bleu", "squad_v1": "f1",
+    "record": "accuracy", "wsc273": "accuracy", "fix_punct": "edit_distance", "xsum": "rougeL",
+}  # fmt: skip
 
 
 def _builder(spec: registry.TaskSpec) -> tfds.core.DatasetBuilder:
@@ -317,8 +314,12 @@ def _raw_key(spec: registry.TaskSpec) -> str:
 # The collection as data.
 
 
+def _structure(spec) -> str:
+    return "".join("T" if t.turned_around else ("O" if t.options else "N") for t in spec.templates)
+
+
 def test_collection_has_every_flan2021_dataset():
-    assert len(C.specs) == 67
+    assert len(C.specs) == 70
     assert set(C.clusters) == {
         "nli", "commonsense", "sentiment", "paraphrase", "closed_book_qa", "struct_to_text",
         "translation", "reading_comprehension", "reading_comprehension_commonsense",
@@ -328,36 +329,76 @@ def test_collection_has_every_flan2021_dataset():
     assert counts == {
         "nli": 10, "commonsense": 4, "sentiment": 4, "paraphrase": 4, "closed_book_qa": 4,
         "struct_to_text": 4, "translation": 8, "reading_comprehension": 6,
-        "reading_comprehension_commonsense": 2, "coreference": 3, "misc": 7, "summarization": 11,
+        "reading_comprehension_commonsense": 2, "coreference": 4, "misc": 9, "summarization": 11,
     }  # fmt: skip
-    assert set(GOLDEN) == set(SPECS)  # a golden rendering for every dataset
+    assert {"true_case", "word_segment", "wsc273"} <= set(SPECS)
+    assert {SPECS[d].cluster for d in GOLDEN} == set(C.clusters)  # goldens cover every cluster
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_spec_conventions(name):
     spec = SPECS[name]
-    assert 8 <= len(spec.templates) <= 10
-    assert 1 <= sum(t.turned_around for t in spec.templates) <= 3
-    if spec.has_options:
-        assert any(t.is_rankable for t in spec.templates)
+    ref = flan2021.FLAN[name]
+    assert len(spec.templates) == 10 and _structure(spec) == ref.structure
+    assert dict(spec.splits) == dict(ref.splits)
     for split in spec.splits.values():
         tfds.core.ReadInstruction.from_spec(split)  # a valid TFDS split string
     assert ":" in spec.source.builder  # a pinned version (seqio requires one)
-    assert spec.splits["train"].startswith(("train", "validation"))
+    assert spec.primary_metric  # named explicitly, never "the first key"
+    if spec.has_options:
+        # Every original-task template is scored by rank classification, options shown or not.
+        assert [i for i in spec.eval_templates if spec.templates[i].is_rankable] == list(
+            spec.eval_templates
+        )
 
 
-def test_split_conventions():
-    assert SPECS["rte"].splits == {
-        "train": "train[:-200]", "validation": "train[-200:]", "test": "validation"
-    }  # fmt: skip
-    assert SPECS["copa"].splits["validation"] == "train[-50:]"
-    assert SPECS["wsc"].splits["train"] == "train[:-50]"
-    assert SPECS["mnli_matched"].splits == {
-        "train": "train[:30000]", "validation": "train[-200:]", "test": "validation_matched"
-    }  # fmt: skip
-    assert SPECS["anli_r3"].splits == {
-        "train": "train[:30000]", "validation": "validation[:200]", "test": "test"
-    }  # fmt: skip
+@pytest.mark.parametrize("name", sorted(FLAN_SPLITS))
+def test_flan_split_strings(name):
+    train, dev, test = FLAN_SPLITS[name]
+    assert dict(SPECS[name].splits) == {"train": train, "validation": dev, "test": test}
+
+
+def test_flan_template_structure_and_eval_only():
+    for name, structure in FLAN_STRUCTURE.items():
+        assert _structure(SPECS[name]) == structure, name
+    for name in ("anli_r1", "anli_r3"):  # the NLI datasets have their own template sets
+        assert SPECS[name].templates != SPECS["rte"].templates
+    assert SPECS["mnli_matched"].templates != SPECS["wnli"].templates != SPECS["cb"].templates
+    assert SPECS["wsc273"].splits == {"test": "test"} and not SPECS["wsc273"].trains
+    assert "flan2021:wsc273:mix" not in seqio.TaskRegistry.names()
+
+
+@pytest.mark.parametrize("name", sorted(PRIMARY))
+def test_primary_metric(name):
+    assert SPECS[name].primary_metric == PRIMARY[name]
+
+
+def test_answer_strings():
+    def options(name):
+        spec = SPECS[name]
+        fields = spec.fields_fn(as_tensors(_builder(spec), RAW[_raw_key(spec)]))
+        return [o.decode() for o in fields["options"].numpy()]
+
+    assert options("anli_r3") == ["Yes", "It's impossible to say", "No"]
+    assert options("cb") == ["Yes", "No", "It's impossible to say"]
+    assert options("snli") == ["yes", "it is not possible to tell", "no"]
+    assert options("cola") == ["unacceptable", "acceptable"]
+    assert options("wic") == ["different meanings", "the same meaning"]
+    assert options("wnli") == ["no", "yes"] and options("rte") == ["yes", "no"]
+    assert options("winogrande") == ["the trophy was too big.", "the case was too big."]
+    for t in SPECS["squad_v2"].templates:  # every SQuAD 2.0 template names the fallback answer
+        assert '"unanswerable"' in t.inputs
+
+
+def test_translation_is_evaluated_both_ways():
+    for name in ("para_crawl_en_es", "wmt16_de_en"):
+        spec = SPECS[name]
+        targets = [spec.templates[i].targets for i in spec.eval_templates]
+        assert len(targets) == 8
+        assert targets.count("{source}") >= 3 and targets.count("{answer}") >= 3
+    evaluation = seqio.get_mixture_or_task("flan2021:heldout_translation:eval")
+    names = {t.name for t in evaluation.tasks}
+    assert "flan2021:wmt16_de_en:t0" in names and "flan2021:wmt16_de_en:t1" in names
 
 
 def test_registration_does_no_io(monkeypatch):
@@ -412,16 +453,17 @@ def test_dataset_yields_examples(mocked, name):
     """
     spec = SPECS[name]
     task_names = [t for t in seqio.TaskRegistry.names() if t.startswith(f"flan2021:{name}:")]
-    assert len(task_names) >= len(spec.templates) + 1
-    task = seqio.get_mixture_or_task(f"flan2021:{name}:mix")
-    for split in ("train", "validation", "test"):
+    assert len(task_names) >= len(spec.templates)
+    task = seqio.get_mixture_or_task(f"flan2021:{name}:t0")
+    for split in spec.splits:
         raw = list(task.source.get_dataset(split, shuffle=False).take(1).as_numpy_iterator())
         assert raw, split
-    for ex in _examples(f"flan2021:{name}:mix", "train"):
-        assert ex["inputs_pretokenized"].strip() and ex["targets_pretokenized"].strip()
-        assert len(ex["inputs"]) > 1 and len(ex["targets"]) > 1
+    if spec.trains:
+        for ex in _examples(f"flan2021:{name}:mix", "train"):
+            assert ex["inputs_pretokenized"].strip() and ex["targets_pretokenized"].strip()
+            assert len(ex["inputs"]) > 1 and len(ex["targets"]) > 1
     rankable = [i for i in spec.eval_templates if spec.templates[i].is_rankable]
-    if rankable:
+    if spec.has_options:
         i = rankable[-1]
         rows = _examples(f"flan2021:{name}:t{i}:rank", "test")
         by_example: dict[int, list] = {}
@@ -451,7 +493,7 @@ DROPPED_WITH = {
 def test_heldout_mixture_members(cluster):
     train = seqio.get_mixture_or_task(f"flan2021:heldout_{cluster}:train")
     dropped = {cluster} | DROPPED_WITH.get(cluster, set())
-    expected = {s.name for s in C.specs if s.cluster not in dropped}
+    expected = {s.name for s in C.specs if s.cluster not in dropped and s.trains}
     members = {naming.parse_name(t.name).dataset for t in train.tasks}
     assert members == expected
     evaluation = seqio.get_mixture_or_task(f"flan2021:heldout_{cluster}:eval")
@@ -462,13 +504,33 @@ def test_heldout_mixture_members(cluster):
         assert not SPECS[parsed.dataset].templates[parsed.template].turned_around
 
 
-def test_overlap_variants_in_heldout_mixtures():
+def test_overlap_dedup_is_off_by_default():
     names = {t.name for t in seqio.get_mixture_or_task("flan2021:heldout_nli:train").tasks}
-    assert {"flan2021:squad_v1:mix:dedup_nli", "flan2021:wsc:mix:dedup_nli"} <= names
-    names = {t.name for t in seqio.get_mixture_or_task("flan2021:heldout_coreference:train").tasks}
-    assert "flan2021:wnli:mix:dedup_coreference" in names
-    rc = seqio.get_mixture_or_task("flan2021:heldout_reading_comprehension:train")
-    assert "flan2021:qnli:mix:dedup_reading_comprehension" in {t.name for t in rc.tasks}
+    assert {"flan2021:squad_v1:mix", "flan2021:wsc:mix"} <= names  # FLAN removes nothing
+    assert not any(":dedup_" in n for n in names)
+    plan = mixing.plan_heldout(C, ("nli",), dedup_overlaps=True)  # still available on request
+    assert {"flan2021:squad_v1:mix:dedup_nli", "flan2021:wsc:mix:dedup_nli"} <= set(
+        plan.train_tasks
+    )
+
+
+def test_record_rank_counts_any_gold_answer(mocked):
+    rows = _examples("flan2021:record:t1:rank", "test")
+    correct = {r["targets_pretokenized"].decode(): bool(r["is_correct"]) for r in rows}
+    assert correct == {
+        "Rome for its ruins.": True, "Paris for its ruins.": False, "Roma for its ruins.": True
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("cluster", sorted(C.clusters))
+def test_inspect_heldout_training_mixture_without_data(cluster, capsys, tmp_path, monkeypatch):
+    from flan_jax import cli
+
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))  # nothing prepared there
+    assert cli.main(["inspect", f"flan2021:heldout_{cluster}:train"]) == 0
+    out = capsys.readouterr().out
+    assert "planned from official split sizes" in out and f"held out: {cluster}" in out
+    assert "rate     3000" in out
 
 
 def test_mixture_rates_are_min_n_3000(monkeypatch):
@@ -491,8 +553,14 @@ def test_ablation_mixtures():
         s.name for s in C.datasets("summarization")
     }
     seven = seqio.get_mixture_or_task(f"flan2021:heldout_{held}:train:clusters7")
-    clusters = {SPECS[naming.parse_name(t.name).dataset].cluster for t in seven.tasks}
-    assert clusters == set(flan2021.CLUSTER_ORDER[:7])
+    members = {naming.parse_name(t.name).dataset for t in seven.tasks}
+    clusters = {SPECS[d].cluster for d in members}
+    assert clusters == {
+        "summarization", "translation", "reading_comprehension", "sentiment",
+        "struct_to_text", "coreference", "misc",
+    }  # fmt: skip
+    # FLAN's 7th group is conversational QA only, not the whole misc cluster.
+    assert {d for d in members if SPECS[d].cluster == "misc"} == {"coqa", "quac"}
     tpl2 = seqio.get_mixture_or_task(f"flan2021:heldout_{held}:train:tpl2")
     assert all(":mix:tpl2" in t.name for t in tpl2.tasks)
     with mock_builder_data(num_examples=4):
@@ -508,6 +576,7 @@ def test_overlap_filter_drops_shared_examples(monkeypatch):
     raw["glue/qnli"] = {**RAW["glue/qnli"], "question": RAW["squad/v1.1"]["question"].upper()}
     monkeypatch.setattr(sys.modules["flan2021_raw"], "RAW", raw)
     catalog.get_task_or_mixture("flan2021:qnli:mix:dedup_reading_comprehension", VOCAB)
+    catalog.get_task_or_mixture("flan2021:squad_v1:t0", VOCAB)
     with mock_builder_data(num_examples=2):
         assert len(_examples("flan2021:qnli:mix", "train")) == 2
         assert _examples("flan2021:qnli:mix:dedup_reading_comprehension", "train") == []

@@ -73,9 +73,13 @@ def test_heldout_members_and_rates(collection):
         "mixtest:qa:mix": 3_000.0,
     }
     # The eval mixture holds the held-out cluster's zero-shot templates (no turned-around one),
-    # rank classification where the template shows options, weighted by the test size.
+    # each scored by rank classification over the dataset's options whether or not the
+    # template shows them (FLAN's protocol), weighted by the test size.
     eval_mix = seqio.get_mixture_or_task("mixtest:heldout_sentiment:eval")
-    assert sorted(t.name for t in eval_mix.tasks) == ["mixtest:senti:t0:rank", "mixtest:senti:t1"]
+    assert sorted(t.name for t in eval_mix.tasks) == [
+        "mixtest:senti:t0:rank",
+        "mixtest:senti:t1:rank",
+    ]
     assert all(eval_mix.get_rate(t) == 3.0 for t in eval_mix.tasks)
 
 

@@ -26,6 +26,15 @@ FAMILY_NAMES = {
     "DecoderConfig",
     "DECODER_SIZES",
     "decoder_config",
+    "LlamaConfig",
+    "Qwen2Config",
+    "GemmaConfig",
+    "LLAMA_SIZES",
+    "QWEN2_SIZES",
+    "GEMMA_SIZES",
+    "llama_config",
+    "qwen2_config",
+    "gemma_config",
 }
 FAMILY_STRINGS = {"encoder_decoder", "decoder_only"}
 

@@ -7,6 +7,9 @@ import subprocess
 import sys
 import time
 
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from flan_jax import checkpoints, train
@@ -44,18 +47,62 @@ def _launch(tmp_path, *flags: str) -> list[str]:
 ENV = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
 
 
-@pytest.mark.slow
-def test_two_processes_agree_on_the_loss(tmp_path):
-    cmd = _launch(tmp_path, "--gin.TRAIN_STEPS=3")
+def _train(tmp_path, steps: int) -> list[str]:
+    """Runs the two-process job to `steps` (resuming whatever tmp_path/run holds); the logs."""
+    cmd = _launch(tmp_path, f"--gin.TRAIN_STEPS={steps}")
     done = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=700)
     texts = [(tmp_path / "logs" / f"process_{i}.log").read_text() for i in range(2)]
     assert done.returncode == 0, done.stdout + "\n".join(t[-2000:] for t in texts)
-    losses = []
+    return texts
+
+
+def _final_loss(text: str) -> float:
+    return float(re.search(r"\[train\] done: .*'loss': ([0-9.e+-]+)", text).group(1))
+
+
+def _saved_state(step_dir) -> list[np.ndarray]:
+    """Every array of a saved train state, read back on one device of this process."""
+    one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    with ocp.PyTreeCheckpointer() as reader:
+        tree = reader.metadata(step_dir / "state").item_metadata.tree
+        args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=one), tree)
+        state = reader.restore(step_dir / "state", restore_args=args)
+    return [np.asarray(x) for x in jax.tree.leaves(state)]
+
+
+@pytest.fixture(scope="module")
+def three_steps(tmp_path_factory):
+    """One uninterrupted two-process run of 3 steps: (its directory, the processes' logs)."""
+    tmp_path = tmp_path_factory.mktemp("uninterrupted")
+    return tmp_path, _train(tmp_path, 3)
+
+
+@pytest.mark.slow
+def test_two_processes_agree_on_the_loss(three_steps):
+    tmp_path, texts = three_steps
     for text in texts:
         assert "mesh {'data': 8, 'fsdp': 1, 'model': 1} over 8 devices" in text
-        losses.append(float(re.search(r"\[train\] done: .*'loss': ([0-9.e+-]+)", text).group(1)))
-    assert losses[0] == losses[1]
+    assert _final_loss(texts[0]) == _final_loss(texts[1])
     assert (tmp_path / "run" / "3" / "commit_success.txt").exists()
+
+
+@pytest.mark.slow
+def test_two_process_resume_is_bit_exact(tmp_path, three_steps):
+    # Stop after 2 steps, then relaunch to 3: each process restores its own input position and
+    # the sharded state, and the run ends where the uninterrupted one did, bit for bit.
+    _train(tmp_path, 2)
+    for host in range(2):
+        assert list((tmp_path / "run" / "input_state" / "2").glob(f"host{host}.*"))
+    texts = _train(tmp_path, 3)
+    assert all("resumed from step 2" in text for text in texts)
+    assert _final_loss(texts[0]) == _final_loss(three_steps[1][0])
+    resumed, uninterrupted = (
+        _saved_state(tmp_path / "run" / "3"),
+        _saved_state(three_steps[0] / "run" / "3"),
+    )
+    assert len(resumed) == len(uninterrupted) > 10
+    for a, b in zip(resumed, uninterrupted):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.slow

@@ -79,6 +79,7 @@ def test_registers_every_task_kind(toy):
         "regtest:toy:t3",
         "regtest:toy:t0:rank",
         "regtest:toy:t1:rank",
+        "regtest:toy:t2:rank",  # no options shown, still ranked over the options (FLAN)
     }
     assert toy.clusters == ("alpha",)
     assert toy.spec("toy").eval_templates == (0, 1, 2)

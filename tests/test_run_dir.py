@@ -7,6 +7,7 @@ MODEL_DIR's files (checkpoints, configs, record) byte-for-byte unchanged.
 import hashlib
 import json
 import os
+import shutil
 import socket
 
 import pytest
@@ -75,7 +76,37 @@ def test_first_launch_writes_record_config_and_releases_the_lock(finished_run):
 def test_resume_refuses_another_config(finished_run, capsys, extra, named):
     # Even a finished run: re-launching it with another setting must not rewrite its record.
     err = _refused(capsys, finished_run, "--gin.TRAIN_STEPS=2", *extra)
-    assert "is a run of another config" in err and named in err and "new MODEL_DIR" in err
+    assert "is a run of another config" in err and named in err
+    if named.startswith("optimizer.learning_rate"):  # may change, but only when asked for
+        assert 'resume_overrides=\\"optimizer.learning_rate\\"' in err
+    else:
+        assert "new MODEL_DIR" in err and "resume_overrides" not in err
+
+
+def test_resume_overrides_change_the_learning_rate_on_the_record(finished_run, tmp_path):
+    run = shutil.copytree(finished_run, tmp_path / "run")
+    lr = "--gin.OptimizerConfig.learning_rate=0.0005"
+    accept = '--gin.TrainConfig.resume_overrides="optimizer.learning_rate"'
+    last = max(int(p) for p in os.listdir(run) if p.isdigit())
+    assert _train(run, f"--gin.TRAIN_STEPS={last + 2}", lr, accept) == 0
+    record = json.loads((run / "run.json").read_text())
+    assert record["config"]["optimizer"]["learning_rate"] == 0.0005
+    assert record["history"] == [
+        {"from_step": last, "changes": {"optimizer.learning_rate": [0.003, 0.0005]}}
+    ]
+    # From now on the record says 0.0005: a plain resume with it needs no override.
+    assert _train(run, f"--gin.TRAIN_STEPS={last + 3}", lr) == 0
+
+
+def test_resume_overrides_refuse_what_defines_the_data(finished_run, capsys):
+    err = _refused(
+        capsys,
+        finished_run,
+        "--gin.TRAIN_STEPS=2",
+        "--gin.BATCH_SIZE=16",
+        '--gin.TrainConfig.resume_overrides="batch_size"',
+    )
+    assert "resume_overrides names 'batch_size', which cannot change in place" in err
 
 
 def test_resume_may_train_longer_and_keeps_every_launch_config(finished_run):

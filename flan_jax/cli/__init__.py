@@ -59,6 +59,19 @@ def _no_args(p: argparse.ArgumentParser) -> None:
 
 def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--include_heldin", action="store_true", help="also evaluate held-in clusters")
+    p.add_argument(
+        "--watch",
+        metavar="MODEL_DIR",
+        default=None,
+        help="follow a training run: evaluate each committed checkpoint as it appears (skipping "
+        "evaluated ones) until its final step; a summary across steps in MODEL_DIR/eval/summary",
+    )
+    p.add_argument(
+        "--poll_seconds",
+        type=float,
+        default=60.0,
+        help="--watch: how often to look for checkpoints",
+    )
 
 
 def _infer_args(p: argparse.ArgumentParser) -> None:
@@ -168,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="vocabulary: byte (default), t5, or a SentencePiece .model path "
         "(for gin jobs it sets the VOCABULARY macro)",
+    )
+    parser.add_argument(
+        "--templates",
+        default=None,
+        help="ours (default) or flan:PATH/TO/FLAN: FLAN 2021 tasks use FLAN's own templates, "
+        "read as data from that checkout's flan/templates.py (gin jobs: the TEMPLATES macro)",
     )
     parser.add_argument(
         "--verbose",

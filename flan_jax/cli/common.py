@@ -106,7 +106,12 @@ def gin_config(
     macros = dict(macros or {})
     if args.vocab:
         macros["VOCABULARY"] = args.vocab
+    if getattr(args, "templates", None):
+        macros["TEMPLATES"] = args.templates
     gin_entry.parse([*files, *user_files], bindings, macros=macros)
+    from flan_jax import catalog
+
+    catalog.use_templates(gin_entry.macro("TEMPLATES"))
     _cpu_devices(gin_entry.macro("CPU_DEVICES"))
     _join_processes()
     return gin_entry

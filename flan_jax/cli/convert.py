@@ -22,7 +22,7 @@ from flan_jax import conversion, partitioning
 def cmd_convert(args: argparse.Namespace) -> None:
     """`--from hf|t5x SRC OUT` writes our checkpoint; `--to hf CHECKPOINT OUT` exports one."""
     if args.to_format:
-        config = None
+        config, vocabulary = None, None
         if args.model_config:
             try:
                 record = json.loads(epath.Path(args.model_config).read_text())
@@ -30,7 +30,8 @@ def cmd_convert(args: argparse.Namespace) -> None:
                 raise conversion.ConversionError(f"--model_config {args.model_config}: {e}") from e
             # Our model_config.json, or bare config fields (a T5 config when no family is named).
             config = conversion.config_from_json(record)
-        out = conversion.export_hf(args.src, args.out, config=config)
+            vocabulary = record.get("vocabulary")
+        out = conversion.export_hf(args.src, args.out, config=config, vocabulary=vocabulary)
         architecture = json.loads((out / "config.json").read_text())["architectures"][0]
         print(f"wrote {out}/config.json and safetensors weights (transformers {architecture})")
         return

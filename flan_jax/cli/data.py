@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from flan_jax.cli.common import UserError, vocabulary_spec
 
 
 def _vocabulary(args: argparse.Namespace) -> seqio.Vocabulary:
+    catalog.use_templates(getattr(args, "templates", None))  # before any collection registers
     return vocab.get_vocabulary(vocabulary_spec(args))
 
 
@@ -71,23 +73,84 @@ def _show(value: Any) -> str:
     return repr(value.tolist() if hasattr(value, "tolist") else value)
 
 
+_SLICE = re.compile(r"^(?P<base>[\w-]+)(?:\[(?P<a>-?\d*):(?P<b>-?\d*)\])?$")
+
+
+def split_size(split: str, n: int) -> int:
+    """How many of a split's ``n`` examples a split string such as ``train[:-200]`` selects."""
+    m = _SLICE.match(split.strip())
+    if m is None:
+        raise ValueError(f"split string {split!r} is not NAME or NAME[a:b]")
+    a = int(m["a"]) if m["a"] else None
+    b = int(m["b"]) if m["b"] else None
+    return len(range(n)[slice(a, b)])
+
+
+def planned_train_examples(spec: Any, sizes: dict[str, int]) -> int | None:
+    """Train examples a spec's split string selects from the official size (None: unknown)."""
+    if "train" not in spec.splits:
+        return 0
+    n = sizes.get(spec.name)
+    return None if n is None else split_size(spec.splits["train"], n)
+
+
+def _train_sizes(collection_name: str) -> dict[str, int]:
+    return getattr(importlib.import_module(f"flan_jax.tasks.{collection_name}"), "TRAIN_SIZES", {})
+
+
+def _inspect_mixture(name: str, provider: seqio.Mixture, vocabulary: seqio.Vocabulary) -> None:
+    """Members, rates (planned from known split sizes when no data is prepared), held-out
+    membership and overlap rules of a mixture."""
+    parsed = naming.parse_name(name)
+    collection = catalog.get_collection(parsed.collection, vocabulary)
+    plan = mixing.plan_heldout(collection, parsed.heldout)
+    print(f"mixture {name}")
+    print(
+        f"  held out: {', '.join(plan.heldout) or 'none'}; "
+        f"excluded clusters: {', '.join(plan.excluded) or 'none'}"
+    )
+    rates = {t.name: provider.get_rate(t) for t in provider.tasks}
+    if sum(rates.values()) <= 0 and parsed.kind == "train":
+        # No prepared data: plan from the official split sizes and the split strings.
+        sizes = _train_sizes(parsed.collection)
+        print("  rates: planned from official split sizes (no prepared TFDS data found)")
+        for t in provider.tasks:
+            used = planned_train_examples(collection.spec(naming.parse_name(t.name).dataset), sizes)
+            rates[t.name] = (
+                float("nan")
+                if used is None
+                else mixing.examples_proportional_rate(used, plan.cap, plan.max_rate)
+            )
+    total = sum(r for r in rates.values() if r == r)
+    for t in provider.tasks:
+        rate = rates[t.name]
+        if rate != rate:
+            print(f"  {t.name:<44} rate  unknown  (no prepared data, no known size)")
+        elif total > 0:
+            print(f"  {t.name:<44} rate {rate:>8.0f}  ({100 * rate / total:5.1f}%)")
+        else:
+            print(f"  {t.name:<44} rate  (weighted by test examples once data is prepared)")
+    if parsed.kind == "train" and collection.overlaps:
+        print("  overlap rules (dedup is off by default, as in FLAN):")
+        trained = {s.name for s in plan.train_datasets}
+        for rule in collection.overlaps:
+            for own, other in ((rule.dataset_a, rule.dataset_b), (rule.dataset_b, rule.dataset_a)):
+                if own in trained and collection.spec(other).cluster in plan.heldout:
+                    variant = naming.task_name(
+                        collection.name, own, dedup=(collection.spec(other).cluster,)
+                    )
+                    print(
+                        f"    {own} shares examples with held-out {other}: {rule.why}; "
+                        f"dedup variant {variant}"
+                    )
+
+
 def cmd_inspect(args: argparse.Namespace) -> None:
     """A task's raw and rendered examples, or a mixture's members and rates."""
     vocabulary = _vocabulary(args)
     provider = catalog.get_task_or_mixture(args.name, vocabulary)
     if isinstance(provider, seqio.Mixture):
-        parsed = naming.parse_name(args.name)
-        collection = catalog.get_collection(parsed.collection, vocabulary)
-        plan = mixing.plan_heldout(collection, parsed.heldout)
-        print(f"mixture {args.name}")
-        print(
-            f"  held out: {', '.join(plan.heldout) or 'none'}; "
-            f"excluded clusters: {', '.join(plan.excluded) or 'none'}"
-        )
-        total = provider.total_rate
-        for task in provider.tasks:
-            rate = provider.get_rate(task)
-            print(f"  {task.name:<40} rate {rate:>8.0f}  ({100 * rate / total:5.1f}%)")
+        _inspect_mixture(args.name, provider, vocabulary)
         return
     task = provider
     if args.split not in task.splits:
@@ -192,7 +255,8 @@ def cmd_data_status(args: argparse.Namespace) -> None:
 def datacard_markdown(name: str, vocabulary: seqio.Vocabulary | None = None) -> str:
     """The markdown data card of a collection: one row per dataset."""
     collection = catalog.get_collection(name, vocabulary or vocab.get_vocabulary("byte"))
-    sizes = getattr(importlib.import_module(f"flan_jax.tasks.{name}"), "TRAIN_SIZES", {})
+    module = importlib.import_module(f"flan_jax.tasks.{name}")
+    sizes = getattr(module, "TRAIN_SIZES", {})
     lines = [
         f"# Data card: `{name}`",
         "",
@@ -200,12 +264,13 @@ def datacard_markdown(name: str, vocabulary: seqio.Vocabulary | None = None) -> 
         + name
         + "` from the registered task specs (do not edit by hand).",
         "",
-        f"{len(collection.clusters)} clusters, {len(collection.specs)} datasets. Splits follow "
-        "FLAN: train capped at 30,000; where test labels are hidden the last 200 train examples "
-        "(COPA, WSC: 50) are the dev split and the official validation split is the test split; "
-        "otherwise dev = `validation[:200]`. Mixing rate = min(train examples, 3,000). "
-        "Train size: the official train split (public statistics) and the examples used "
-        "(after the dev hold-out and the cap); without a known size, the cap rule.",
+        f"{len(collection.clusters)} clusters, {len(collection.specs)} datasets. Split strings "
+        "are FLAN's own, per dataset (train capped at 30,000; dev usually the last 200 train "
+        "examples or the first 200 validation examples; see each row). Mixing rate = "
+        "min(train examples, 3,000). Train size: the official train split (public statistics) "
+        "and the examples the train split string selects; without a known size, the cap rule. "
+        "Every original-task template of a dataset with options is scored by rank "
+        "classification; the metric column names the primary metric first.",
         "",
         "| cluster | dataset | builder | templates | turned-around | options | metric "
         "| train size (official -> used) | splits (train / dev / test) |",
@@ -213,19 +278,15 @@ def datacard_markdown(name: str, vocabulary: seqio.Vocabulary | None = None) -> 
     ]
     for spec in collection.specs:
         turned = sum(t.turned_around for t in spec.templates)
-        metric = ", ".join(m.__name__ for m in spec.metrics)
-        if spec.has_options:
-            rank = getattr(spec, "rank_metrics", ())
-            metric += f" (+ {', '.join(m.__name__ for m in rank) or 'rank_classification'})"
+        fns = spec.rank_metrics if spec.has_options else spec.metrics
+        metric = f"**{spec.primary_metric}** ({', '.join(m.__name__ for m in fns)})"
         n = sizes.get(spec.name)
-        train = spec.splits.get("train", "")
-        if n is None:
+        used = planned_train_examples(spec, sizes)
+        if not spec.trains:
+            size = "evaluation only"
+        elif n is None or used is None:
             size = "unknown offline -> min(n, 30,000)"
         else:
-            held = 0
-            if "[:-" in train:
-                held = int(train.split("[:-")[1].rstrip("]"))
-            used = min(n - held, mixing.FLAN_CAP)
             size = f"{n:,} -> {used:,} (rate {min(used, mixing.FLAN_MAX_RATE):,})"
         builder = getattr(spec.source, "builder", "(function)")
         manual = " (manual download)" if getattr(spec.source, "manual_download", None) else ""
@@ -243,7 +304,55 @@ def datacard_markdown(name: str, vocabulary: seqio.Vocabulary | None = None) -> 
         lines += [""] + [f"- {r.dataset_a} <-> {r.dataset_b}: {r.why}" for r in collection.overlaps]
     if collection.cluster_order:
         lines += ["", "Cluster-count ablation order: " + ", ".join(collection.cluster_order)]
+    lines += flan_differences(collection, module)
     return "\n".join(lines) + "\n"
+
+
+def flan_differences(collection: Any, module: Any) -> list[str]:
+    """The "differences from FLAN's code" section: every spec compared with the module's
+    ``FLAN`` table (FLAN's builder, split strings, template structure), each difference with
+    its reason from ``DIFFERENCE_REASONS``. A difference without a reason is an error."""
+    flan = getattr(module, "FLAN", None)
+    if flan is None:
+        return []
+    reasons = getattr(module, "DIFFERENCE_REASONS", {})
+    rows = []
+    for spec in collection.specs:
+        ref = flan.get(spec.name)
+        if ref is None:
+            rows.append((spec.name, "dataset", "not in FLAN", "(ours)"))
+            continue
+        structure = "".join(
+            "T" if t.turned_around else ("O" if t.options else "N") for t in spec.templates
+        )
+        found = [
+            ("builder", ref.builder, spec.source.builder),
+            ("splits", dict(ref.splits), dict(spec.splits)),
+            ("templates", ref.structure, structure),
+        ]
+        rows += [(spec.name, what, theirs, ours) for what, theirs, ours in found if theirs != ours]
+    lines = [
+        "",
+        "## Differences from FLAN's code",
+        "",
+        "Generated by comparing every dataset with FLAN's `flan/tasks.py` and `flan/templates.py` "
+        "(builder, split strings, template structure: O = original task with options, N = "
+        "without, T = turned around); only unavoidable differences remain.",
+        "",
+        "| dataset | what | FLAN | ours | why |",
+        "|---|---|---|---|---|",
+    ]
+    for name, what, theirs, ours in rows:
+        why = reasons.get((name, what))
+        if why is None:
+            raise ValueError(
+                f"{name}: {what} differs from FLAN's code ({theirs} vs {ours}) without a reason; "
+                "fix the spec or add the reason to DIFFERENCE_REASONS"
+            )
+        lines.append(f"| {name} | {what} | `{theirs}` | `{ours}` | {why} |")
+    if not rows:
+        lines.append("| (none) | | | | |")
+    return lines
 
 
 def cmd_datacard(args: argparse.Namespace) -> None:

@@ -53,8 +53,12 @@ def print_report(
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    """`flan-jax eval --gin_file=F --gin.CHECKPOINT_PATH=...`: the FLAN report of a checkpoint."""
+    """`flan-jax eval --gin_file=F --gin.CHECKPOINT_PATH=...`: the FLAN report of a checkpoint;
+    `flan-jax eval --gin_file=F --watch MODEL_DIR`: every checkpoint of a run as it appears."""
     gin_entry = gin_config(args)
+    if args.watch is not None:
+        cmd_watch(args, gin_entry)
+        return
     cfg = gin_entry.build_eval_config()
     if args.include_heldin:
         cfg = dataclasses.replace(cfg, include_heldin=True)
@@ -65,6 +69,36 @@ def cmd_eval(args: argparse.Namespace) -> None:
     print(
         f"[eval] reports in {results['out_dir']} (results.json, results.md, PNG per cluster, "
         "examples/)"
+    )
+
+
+def cmd_watch(args: argparse.Namespace, gin_entry: Any) -> None:
+    """`flan-jax eval --watch MODEL_DIR`: follows a training run to its final step."""
+    from flan_jax.evaluation import watch
+
+    if args.poll_seconds <= 0:
+        raise UserError(f"--poll_seconds {args.poll_seconds} must be > 0 (e.g. 60)")
+    cfg = gin_entry.build_config(jobs.EvalConfig)
+    if cfg.checkpoint_path is not None:
+        raise UserError(
+            f"--watch {args.watch} and CHECKPOINT_PATH={cfg.checkpoint_path} both given; --watch "
+            "evaluates every checkpoint of the run, so drop --gin.CHECKPOINT_PATH"
+        )
+    if args.include_heldin:
+        cfg = dataclasses.replace(cfg, include_heldin=True)
+    watch.check_model_dir(args.watch)  # before logging starts: one line if it is not a run
+    setup_logging()
+
+    def report(step: int, results: Mapping[str, Any]) -> None:
+        scores = results["scores"]
+        split = "test" if "test" in scores else next(iter(scores))
+        table = ", ".join(f"{c} {v:.1f}" for c, v in scores[split].items())
+        print(f"[eval] step {step} ({split}): {table} -> {results['out_dir']}", flush=True)
+
+    done = watch.watch(cfg, args.watch, poll_seconds=args.poll_seconds, on_step=report)
+    print(
+        f"[eval] watched {args.watch} to its final step {done['final']}: evaluated steps "
+        f"{done['evaluated']}, already evaluated {done['skipped']}"
     )
 
 

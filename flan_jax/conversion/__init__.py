@@ -30,7 +30,7 @@ import numpy as np
 from etils import epath
 
 from flan_jax import checkpoints, models
-from flan_jax.conversion import t5
+from flan_jax.conversion import hf_causal, t5
 from flan_jax.conversion.base import (
     VOCABULARIES,
     ConversionError,
@@ -48,7 +48,6 @@ from flan_jax.conversion.base import (
     shape_error,
     t5x_shape,
     t5x_shapes,
-    to_hf,
     vocabulary_for,
 )
 from flan_jax.partitioning import Layout
@@ -80,7 +79,7 @@ _LEGACY_FORMATS = {"flan_jax.t5_params/v1": "t5"}
 _LEGACY_FAMILY = "t5"
 
 # Converters by model family name; adding a family's converter means adding its module here.
-CONVERTERS: dict[str, Converter] = {c.family: c for c in (t5.CONVERTER,)}
+CONVERTERS: dict[str, Converter] = {c.family: c for c in (t5.CONVERTER, *hf_causal.CONVERTERS)}
 
 
 def converter_for(config: models.ModelConfig) -> Converter:
@@ -129,7 +128,7 @@ def import_hf(
     """
     path, hf = read_hf_config(path)
     config_file = os.fspath(path / "config.json")
-    converter = _converter_for_hf(hf, config_file)
+    converter = _converter_for_hf(hf, config_file).for_hf_dir(path)
     config = converter.config_from_hf(hf, config_file, param_dtype=param_dtype)
     tensors = open_safetensors(path, converter.hf_architecture)
     source = f"Hugging Face checkpoint {path}"
@@ -137,7 +136,7 @@ def import_hf(
     return ImportedModel(
         assemble(config, converter.param_map(config), read, layout),
         config,
-        vocabulary_for(config.vocab_size),
+        converter.import_vocabulary(path, config),
         {"format": "hf", "path": os.fspath(path), "model_type": hf["model_type"]},
     )
 
@@ -206,11 +205,18 @@ def save_imported(out: PathLike, model: ImportedModel) -> epath.Path:
     if out.exists():
         raise ConversionError(f"output {out} already exists; choose a new path")
     checkpoints.save_params(out, model.params)
+    vocabulary = model.vocabulary
+    if model.source.get("format") == "hf" and jax.process_index() == 0:
+        # Files beside the weights (a tokenizer) come along; a vocabulary that named the source
+        # directory now names the copy.
+        src = epath.Path(model.source["path"])
+        if converter_for(model.config).copy_side_files(src, out) and vocabulary == f"hf:{src}":
+            vocabulary = f"hf:{out}"
     meta = {
         "format": _FORMAT,
         "family": models.family_of(model.config).name,
         "config": dataclasses.asdict(model.config),
-        "vocabulary": model.vocabulary,
+        "vocabulary": vocabulary,
         "source": model.source,
     }
     if jax.process_index() == 0:
@@ -290,21 +296,26 @@ def export_hf(
     out: PathLike,
     *,
     config: models.ModelConfig | None = None,
+    vocabulary: str | None = None,
     max_shard_bytes: int = 2 * 1024**3,
 ) -> epath.Path:
     """Writes `out/config.json` and `out/model.safetensors` (sharded with an index if large).
 
     `checkpoint` is an imported params checkpoint or a training MODEL_DIR/<step>. Refuses a
-    non-empty `out`.
+    non-empty `out`. `vocabulary` (e.g. from the model_config.json given with `config`) names
+    the tokenizer the weights use when the checkpoint records none.
     """
     from safetensors.numpy import save_file
 
     out = checkpoints.as_path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConversionError(f"output {out} exists and is not empty; choose a new directory")
-    params, config, _ = load_params(checkpoint, config)
-    converter = converter_for(config)
+    params, config, recorded = load_params(checkpoint, config)
+    vocabulary = vocabulary or recorded
+    converter = converter_for(config).for_vocabulary(vocabulary)
     out.mkdir(parents=True, exist_ok=True)
+    if vocabulary and vocabulary.startswith("hf:"):
+        converter.copy_side_files(epath.Path(vocabulary[3:].partition("?")[0]), out)
     (out / "config.json").write_text(json.dumps(converter.hf_config_dict(config), indent=2) + "\n")
 
     entries = converter.param_map(config)
@@ -329,7 +340,7 @@ def export_hf(
         tensors = {}
         for entry in shard:
             x = np.asarray(jax.device_get(get(params, entry.ours)))
-            tensors[entry.hf] = np.ascontiguousarray(to_hf(entry.kind, x))
+            tensors[entry.hf] = np.ascontiguousarray(converter.tensor_to_hf(entry, x))
             weight_map[entry.hf] = name
             total += tensors[entry.hf].nbytes
         save_file(tensors, os.fspath(out / name), metadata={"format": "pt"})

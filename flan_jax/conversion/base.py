@@ -9,6 +9,7 @@ Weight layouts of our blocks (`models/layers.py`; names as T5X's without the tra
     out        [h, k, d]     [d, h*k] (transposed)                  [h*k, d] (flaxformer: 3-D)
     dense      [in, out]     [out, in] (transposed)                 same as ours
     relpos     [h, buckets]  [buckets, h]                           same as ours
+    bias       [h, k]        [h*k]                                  -
     logits     [d, vocab]    [vocab, d]                             same as ours
     embedding, norm          same as ours                           same as ours
 """
@@ -73,7 +74,7 @@ class Entry:
 
     ours: tuple[str, ...]
     hf: str
-    kind: str  # embedding | norm | dense | qkv | out | relpos | logits
+    kind: str  # embedding | norm | dense | qkv | out | relpos | logits | bias
 
     @property
     def t5x(self) -> str:
@@ -102,6 +103,8 @@ def hf_shape(kind: str, ours: tuple[int, ...]) -> tuple[int, ...]:
     """The Hugging Face shape of a parameter of our shape."""
     if kind in ("embedding", "norm"):
         return ours
+    if kind == "bias":  # ours [h, k]
+        return (ours[0] * ours[1],)
     if kind == "qkv":  # ours [d, h, k]
         return (ours[1] * ours[2], ours[0])
     if kind == "out":  # ours [h, k, d]
@@ -112,6 +115,8 @@ def hf_shape(kind: str, ours: tuple[int, ...]) -> tuple[int, ...]:
 def from_hf(kind: str, x: np.ndarray, ours: tuple[int, ...]) -> np.ndarray:
     if kind in ("embedding", "norm"):
         return x
+    if kind == "bias":
+        return x.reshape(ours)
     if kind in ("qkv", "out"):
         return x.T.reshape(ours)
     return x.T
@@ -120,6 +125,8 @@ def from_hf(kind: str, x: np.ndarray, ours: tuple[int, ...]) -> np.ndarray:
 def to_hf(kind: str, x: np.ndarray) -> np.ndarray:
     if kind in ("embedding", "norm"):
         return x
+    if kind == "bias":
+        return x.reshape(-1)
     if kind == "qkv":
         return x.reshape(x.shape[0], -1).T
     if kind == "out":
@@ -183,6 +190,29 @@ class Converter:
     def describe(self, config: models.ModelConfig) -> str:
         """A one-line summary of the config's shape, for messages."""
         return models.family_of(config).report_name(config)
+
+    def for_hf_dir(self, path: epath.Path) -> Converter:
+        """This converter bound to what a Hugging Face directory holds besides the weights
+        (e.g. its tokenizer's id conventions); by default itself."""
+        return self
+
+    def for_vocabulary(self, vocabulary: str | None) -> Converter:
+        """This converter for exporting weights trained with `vocabulary`; by default itself."""
+        return self
+
+    def tensor_to_hf(self, entry: Entry, x: np.ndarray) -> np.ndarray:
+        """One parameter in our layout -> the Hugging Face tensor."""
+        return to_hf(entry.kind, x)
+
+    def import_vocabulary(self, path: epath.Path, config: models.ModelConfig) -> str | None:
+        """The vocabulary a Hugging Face directory's model was trained with (recorded on
+        import), by default a known one of the same embedding size."""
+        return vocabulary_for(config.vocab_size)
+
+    def copy_side_files(self, src: epath.Path, out: epath.Path) -> list[str]:
+        """Copies files that travel with the weights (e.g. a tokenizer) from the Hugging Face
+        directory or imported checkpoint `src` into `out`; returns their names."""
+        return []
 
 
 def shape_error(source: str, key: str, got: Any, want: Any, config_summary: str) -> ConversionError:

@@ -4,8 +4,8 @@ Input: one `TemplateResult` per (dataset, template, split) with that task's metr
 Per dataset, on the report split (`test`), over its templates: the mean and standard deviation
 (population std, ddof=0, over templates), the maximum, and the "best dev template" score
 (the template with the highest score on `validation`, reported on `test`). Per cluster: the
-mean over its datasets of each of those. The score of a task is its primary metric:
-"accuracy" when present, else the first metric the task reports.
+mean over its datasets of each of those. The score of a task is its dataset's primary metric,
+named in its spec (``TaskSpec.primary_metric``); results.md shows it per dataset.
 
 Writers put `results.json`, `results.md` and one `<cluster>.png` bar chart per cluster into a
 directory (the trainer uses MODEL_DIR/eval/), and `write_examples` writes per-example outputs as
@@ -38,10 +38,31 @@ class TemplateResult:
     metrics: Mapping[str, float]
 
 
-def primary_metric(metrics: Mapping[str, float]) -> str:
-    """The metric that ranks templates and fills the tables."""
+def primary_metric(
+    metrics: Mapping[str, float], dataset: str | None = None, cluster: str | None = None
+) -> str:
+    """The metric that ranks templates and fills the tables: the one the dataset's spec names
+    (``TaskSpec.primary_metric``, looked up in the registered collections), else "accuracy"
+    when reported, else the first metric (datasets whose spec names none)."""
     if not metrics:
         raise ValueError("primary_metric: the task reported no metrics")
+    if dataset is not None:
+        from flan_jax import registry  # the registered collections of this process
+
+        named = {
+            s.primary_metric
+            for c in registry.collections().values()
+            for s in c.specs
+            if s.name == dataset and (cluster is None or s.cluster == cluster) and s.primary_metric
+        }
+        if len(named) == 1:
+            metric = named.pop()
+            if metric not in metrics:
+                raise ValueError(
+                    f"dataset {dataset!r} names primary metric {metric!r}, but its task "
+                    f"reported only {sorted(metrics)}"
+                )
+            return metric
     return "accuracy" if "accuracy" in metrics else next(iter(metrics))
 
 
@@ -77,7 +98,7 @@ def aggregate(
                 f"dataset {name!r} has no {report_split!r} results (splits seen: "
                 f"{sorted({r.split for r in rows})}); evaluate the {report_split} split"
             )
-        metric = primary_metric(next(iter(report.values())))
+        metric = primary_metric(next(iter(report.values())), name, next(iter(clusters)))
         test_scores = {t: float(m[metric]) for t, m in sorted(report.items())}
         dev_scores = {t: float(m[metric]) for t, m in sorted(dev.items())}
         values = np.array(list(test_scores.values()))

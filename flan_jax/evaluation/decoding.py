@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flan_jax import models, partitioning
-from flan_jax.evaluation import scoring
+from flan_jax.evaluation import batching, scoring
 from flan_jax.models import Stepper
 
 Array = jax.Array
@@ -105,15 +105,21 @@ def filter_logits(logits: Array, temperature: float, top_k: int, top_p: float) -
 
 
 def _sample_loop(stepper: Stepper, max_len: int, cfg: DecodeConfig, rng: Array) -> Array:
+    """Greedy or sampled tokens. `rng`: one key per row ([rows]), so a row's sample depends
+    on its own key only, not on which batch or process it ran in; a single key is split."""
     logits, state = stepper.start()
     n = logits.shape[0]
     greedy = cfg.method == "greedy" or cfg.temperature == 0.0
+    keys = rng if rng.ndim else jax.vmap(lambda r: jax.random.fold_in(rng, r))(jnp.arange(n))
+
+    def draw(key, row_logits, i):
+        return jax.random.categorical(jax.random.fold_in(key, i), row_logits)
 
     def choose(logits, i):
         if greedy:
             return jnp.argmax(logits, axis=-1).astype(jnp.int32)
         filtered = filter_logits(logits, cfg.temperature, cfg.top_k, cfg.top_p)
-        return jax.random.categorical(jax.random.fold_in(rng, i), filtered).astype(jnp.int32)
+        return jax.vmap(draw, in_axes=(0, 0, None))(keys, filtered, i).astype(jnp.int32)
 
     def cond(carry):
         i, _, _, _, done = carry
@@ -209,16 +215,20 @@ def _beam_loop(stepper: Stepper, max_len: int, cfg: DecodeConfig) -> Array:
 def _decode_fn(
     model: nn.Module, layout: partitioning.Layout, cfg: DecodeConfig, max_len: int
 ) -> Callable:
-    """jit(params, inputs [e, s], rng) -> tokens [e, max_len]."""
+    """jit(params, ids [e], inputs [e, s]) -> tokens [e, max_len] (ids seed the sampler)."""
     copies = cfg.num_beams if cfg.method == "beam" else 1
     family = models.family_of(model.config)
     make_stepper = family.stepper(model, copies, max_len, cfg.use_cache, cfg.prefix_lm)
 
-    def run(params, inputs, rng):
+    def run(params, ids, inputs):
         stepper = make_stepper.fn(params, inputs)
         if cfg.method == "beam":
             return _beam_loop(stepper, max_len, cfg)
-        return _sample_loop(stepper, max_len, cfg, rng)
+        # One key per example from its index: samples do not depend on the batching.
+        # threefry: its draws do not depend on the batch shape or sharding (rbg's do).
+        base = jax.random.key(cfg.seed, impl="threefry2x32")
+        keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(ids)
+        return _sample_loop(stepper, max_len, cfg, keys)
 
     return scoring.jit_on_layout(models.ModelFn(run, make_stepper.vmaps_examples), layout)
 
@@ -231,33 +241,44 @@ def decode_rows(
     batch_size: int,
     lengths: Mapping[str, int],
     config: DecodeConfig = GREEDY,
+    *,
+    bucket: bool = True,
 ) -> np.ndarray:
     """Generated token ids [len(inputs), lengths["targets"]] (0-padded after each row's EOS).
+
+    Every process passes the same inputs and gets every output back; each feeds only its share
+    of every batch to its devices (`batching`). Sampling seeds each example by its index, so
+    outputs do not depend on the batching, the bucketing or the number of processes.
 
     Args:
       model: a module built by `models.build_model`.
       params: its params, laid out on `layout` by their logical axes.
-      inputs: one token-id sequence per example (EOS included), padded / cut to
-        `lengths["inputs"]`.
+      inputs: one token-id sequence per example (EOS included), cut to `lengths["inputs"]`.
       layout: the job's mesh and logical-axis rules; examples are split over data x fsdp.
       batch_size: examples per step (rounded up to the data-parallel size).
       lengths: ``{"inputs": s, "targets": t}``; t is the maximum decode length.
       config: how to pick tokens.
+      bucket: sort prompts by length and pad each batch to its own length bucket (False: pad
+        every batch to s).
     """
     s, max_len = int(lengths["inputs"]), int(lengths["targets"])
-    out = np.zeros((len(inputs), max_len), np.int32)
     if not len(inputs):
-        return out
+        return np.zeros((0, max_len), np.int32)
     fn = _decode_fn(model, layout, config, max_len)
-    b = layout.batch_unit(batch_size)
-    array = np.stack([scoring.pad_ids(x, s) for x in inputs])
-    rng = jax.random.key(config.seed, impl="rbg")
-    for start in range(0, len(array), b):
-        chunk = array[start : start + b]
-        padded = np.pad(chunk, ((0, b - len(chunk)), (0, 0)))
-        tokens = fn(params, layout.to_mesh(padded), jax.random.fold_in(rng, start))
-        out[start : start + len(chunk)] = np.asarray(tokens)[: len(chunk)]
-    return out
+    prompts = [np.asarray(x, np.int32)[:s] for x in inputs]
+
+    def build(items: np.ndarray, lens: tuple[int, ...]) -> list[np.ndarray]:
+        batch = np.zeros((len(items), lens[0]), np.int32)
+        for slot, item in enumerate(items):
+            if item >= 0:
+                batch[slot] = scoring.pad_ids(prompts[item], lens[0])
+        return [batch]
+
+    batches = batching.plan(
+        [(len(p),) for p in prompts], (s,), layout.batch_unit(batch_size), bucket
+    )
+    call = lambda ids, x: fn(params, ids, x)  # noqa: E731
+    return batching.run(call, batches, layout, build, len(prompts)).astype(np.int32)
 
 
 def trim_at_eos(tokens: Sequence[int], eos_id: int = EOS_ID) -> list[int]:

@@ -19,13 +19,16 @@ builds take params already laid out on `layout` (`jobs.evaluate` restores them o
 from __future__ import annotations
 
 import collections
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
+import jax
 import numpy as np
 import seqio
 import tensorflow_datasets as tfds
+from etils import epath
 
 from flan_jax import catalog, input_pipeline, naming, partitioning, registry
 from flan_jax.evaluation import aggregate, decoding, scoring
@@ -80,16 +83,20 @@ def make_predict_fn(
     feature_lengths: Mapping[str, int],
     batch_size: int,
     config: decoding.DecodeConfig = decoding.GREEDY,
+    *,
+    bucket: bool = True,
+    read: Callable[[Any], tuple[list[int], list[dict[str, list[int]]]]] = _read,
 ) -> PredictFn:
     """`predict_fn(ds, model_feature_shapes=None) -> [(index, token_ids)]` for seqio.
 
     Decodes up to ``feature_lengths["targets"]`` tokens; all outputs have that length (0 after
-    EOS), as seqio stacks them into one array. `params` are laid out on `layout`.
+    EOS), as seqio stacks them into one array. `params` are laid out on `layout`. Every process
+    calls it on the same dataset and gets every output (each decodes its share).
     """
 
     def predict_fn(ds: Any, model_feature_shapes: Any = None) -> list[tuple[int, np.ndarray]]:
         del model_feature_shapes  # seqio calls with the dataset only (see stack.md)
-        indices, rows = _read(ds)
+        indices, rows = read(ds)
         tokens = decoding.decode_rows(
             model,
             params,
@@ -98,6 +105,7 @@ def make_predict_fn(
             batch_size,
             feature_lengths,
             config,
+            bucket=bucket,
         )
         return list(zip(indices, tokens, strict=True))
 
@@ -114,13 +122,15 @@ def make_score_fn(
     shared: bool = True,
     *,
     prefix_lm: bool = True,
+    bucket: bool = True,
+    read: Callable[[Any], tuple[list[int], list[dict[str, list[int]]]]] = _read,
 ) -> ScoreFn:
     """`score_fn(ds, model_feature_shapes=None) -> [(index, log-likelihood)]` for seqio;
-    `params` are laid out on `layout`."""
+    `params` are laid out on `layout`. Every process gets every score (each scores its share)."""
 
     def score_fn(ds: Any, model_feature_shapes: Any = None) -> list[tuple[int, float]]:
         del model_feature_shapes
-        indices, rows = _read(ds)
+        indices, rows = read(ds)
         scores = scoring.score_rows(
             model,
             params,
@@ -131,6 +141,7 @@ def make_score_fn(
             normalize,
             shared,
             prefix_lm=prefix_lm,
+            bucket=bucket,
         )
         return [(i, float(s)) for i, s in zip(indices, scores, strict=True)]
 
@@ -253,6 +264,181 @@ def _example_rows(
     return rows
 
 
+class EvalSuite:
+    """The seqio Evaluators of some names on some splits: built once, run on any params.
+
+    Building reads and caches every task's eval examples (and their rows for our scorers);
+    `evaluate` then only computes. The trainer keeps one suite for all its periodic evals, and
+    `flan-jax eval --watch` one for every checkpoint it follows. Every process of a multi-host
+    job builds the same suite and calls `evaluate` together; only process 0 writes files.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        mixture_or_task_name: str | Sequence[str],
+        feature_lengths: Mapping[str, int],
+        splits: str | Sequence[str] = DEFAULT_SPLITS,
+        *,
+        vocabulary: seqio.Vocabulary,
+        num_examples: int | None = None,
+    ) -> None:
+        self.names = (
+            [mixture_or_task_name]
+            if isinstance(mixture_or_task_name, str)
+            else list(mixture_or_task_name)
+        )
+        self.splits = (splits,) if isinstance(splits, str) else tuple(splits)
+        self.vocabulary = vocabulary
+        for name in self.names:
+            # Fail early, before anything compiles or reads data.
+            resolve_eval_tasks(name, self.splits, vocabulary)
+        self.lengths = {
+            "inputs": int(feature_lengths["inputs"]),
+            "targets": int(feature_lengths["targets"]),
+        }
+        self._evaluators = {
+            (split, name): seqio.Evaluator(
+                mixture_or_task_name=name,
+                feature_converter=feature_converter(model),
+                eval_split=split,
+                sequence_length=self.lengths,
+                num_examples=num_examples,
+                async_compute_metrics=False,
+            )
+            for split in self.splits
+            for name in self.names
+        }
+        self._rows: dict[int, tuple[Any, tuple[list[int], list[dict[str, list[int]]]]]] = {}
+
+    def _read(self, ds: Any) -> tuple[list[int], list[dict[str, list[int]]]]:
+        """Rows of a cached eval dataset, read once (the dataset object is the key)."""
+        if id(ds) not in self._rows:
+            self._rows[id(ds)] = (ds, _read(ds))  # ds kept alive, so its id stays its own
+        return self._rows[id(ds)][1]
+
+    def evaluate(
+        self,
+        model: nn.Module,
+        params: Any,
+        layout: partitioning.Layout,
+        batch_size: int = 64,
+        out_dir: str | None = None,
+        *,
+        decode_config: decoding.DecodeConfig = decoding.GREEDY,
+        normalize: bool = False,
+        shared: bool = True,
+        bucket: bool = True,
+    ) -> dict[str, Any]:
+        """Scores / decodes every task with `params` (laid out on `layout`, never moved) and
+        aggregates FLAN-style; see `evaluate_mixture` for the result and the files."""
+        lengths = self.lengths
+        predict_fn = make_predict_fn(
+            model,
+            params,
+            layout,
+            lengths,
+            batch_size,
+            decode_config,
+            bucket=bucket,
+            read=self._read,
+        )
+        score_fn = make_score_fn(
+            model,
+            params,
+            layout,
+            lengths,
+            batch_size,
+            normalize,
+            shared,
+            prefix_lm=decode_config.prefix_lm,
+            bucket=bucket,
+            read=self._read,
+        )
+        writes = out_dir is not None and jax.process_index() == 0
+        metrics: dict[str, dict[str, dict[str, float]]] = {}
+        results: list[aggregate.TemplateResult] = []
+        files: dict[str, Any] = {"examples": []}
+        for split in self.splits:
+            metrics[split] = {}
+            for name in self.names:
+                evaluator = self._evaluators[(split, name)]
+                future, outputs = evaluator.evaluate(
+                    compute_metrics=True, predict_fn=predict_fn, score_fn=score_fn
+                )
+                for task in evaluator.eval_tasks:
+                    task_metrics = {k: float(v) for k, v in future.result()[task.name].items()}
+                    metrics[split][task.name] = task_metrics
+                    cluster, dataset, template = _task_identity(task.name, self.vocabulary)
+                    results.append(
+                        aggregate.TemplateResult(cluster, dataset, template, split, task_metrics)
+                    )
+                    if writes:
+                        rows = _example_rows(
+                            task, evaluator.cached_task_datasets[task.name], outputs[task.name]
+                        )
+                        files["examples"].append(
+                            aggregate.write_examples(f"{out_dir}/examples/{split}", task.name, rows)
+                        )
+
+        summary = None
+        if aggregate.REPORT_SPLIT in self.splits:
+            summary = aggregate.aggregate(results)
+            if writes:
+                files.update(aggregate.write_reports(summary, out_dir))
+        if writes:
+            # Last, so its presence means the whole evaluation was written (`--watch` skips it).
+            files["metrics"] = write_metrics(out_dir, self.names, self.splits, metrics)
+        return {"metrics": metrics, "summary": summary, "files": files}
+
+    def close(self) -> None:
+        for evaluator in self._evaluators.values():
+            evaluator.close()
+
+
+def template_results(
+    metrics: Mapping[str, Mapping[str, Mapping[str, float]]], vocabulary: seqio.Vocabulary
+) -> list[aggregate.TemplateResult]:
+    """`{split: {task: metrics}}` (an evaluation's "metrics", or metrics.json's) as the
+    per-template results `aggregate.aggregate` takes."""
+    out = []
+    for split, tasks in metrics.items():
+        for task, task_metrics in tasks.items():
+            cluster, dataset, template = _task_identity(task, vocabulary)
+            out.append(aggregate.TemplateResult(cluster, dataset, template, split, task_metrics))
+    return out
+
+
+METRICS_FILE = "metrics.json"
+
+
+def write_metrics(
+    out_dir: str,
+    names: Sequence[str],
+    splits: Sequence[str],
+    metrics: Mapping[str, Mapping[str, Mapping[str, float]]],
+) -> str:
+    """`out_dir/metrics.json`: what was evaluated and every task's metrics (atomic)."""
+    path = epath.Path(out_dir) / METRICS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"names": list(names), "splits": list(splits), "metrics": metrics}
+    tmp = path.parent / f".{METRICS_FILE}.tmp"
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    tmp.rename(path)
+    return str(path)
+
+
+def read_metrics(out_dir: str) -> dict[str, Any] | None:
+    """What `write_metrics` wrote in `out_dir`, or None when it holds no complete evaluation."""
+    path = epath.Path(out_dir) / METRICS_FILE
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
 def evaluate_mixture(
     model: nn.Module,
     params: Any,
@@ -268,6 +454,7 @@ def evaluate_mixture(
     decode_config: decoding.DecodeConfig = decoding.GREEDY,
     normalize: bool = False,
     shared: bool = True,
+    bucket: bool = True,
 ) -> dict[str, Any]:
     """Runs seqio.Evaluator over every task of the name(s), per split, and aggregates FLAN-style.
 
@@ -275,70 +462,32 @@ def evaluate_mixture(
     `params` are laid out on `layout` (the job's mesh and rules) and stay where they are.
     `vocabulary` is the run's: the names' collections are registered with it (`catalog`).
     `num_examples` caps the examples (rows, for rank tasks) read per task and split.
-    With `out_dir`, writes results.json / results.md / per-cluster PNGs there and per-example
-    JSONL files under `out_dir/examples/<split>/`.
+    With `out_dir`, process 0 writes results.json / results.md / per-cluster PNGs there,
+    per-example JSONL files under `out_dir/examples/<split>/` and, last, metrics.json.
+    `bucket` sorts examples by length into padded-length buckets (same results, less padding).
 
     Returns ``{"metrics": {split: {task: {metric: value}}}, "summary": aggregate(...) or None,
     "files": {...}}``; the summary needs the `test` split (best-dev also needs `validation`).
     """
-    names = (
-        [mixture_or_task_name]
-        if isinstance(mixture_or_task_name, str)
-        else list(mixture_or_task_name)
-    )
-    splits = (splits,) if isinstance(splits, str) else tuple(splits)
-    for name in names:
-        # Fail early, before anything compiles or reads data.
-        resolve_eval_tasks(name, splits, vocabulary)
-    lengths = {"inputs": int(feature_lengths["inputs"]), "targets": int(feature_lengths["targets"])}
-    predict_fn = make_predict_fn(model, params, layout, lengths, batch_size, decode_config)
-    score_fn = make_score_fn(
+    suite = EvalSuite(
         model,
-        params,
-        layout,
-        lengths,
-        batch_size,
-        normalize,
-        shared,
-        prefix_lm=decode_config.prefix_lm,
+        mixture_or_task_name,
+        feature_lengths,
+        splits,
+        vocabulary=vocabulary,
+        num_examples=num_examples,
     )
-
-    metrics: dict[str, dict[str, dict[str, float]]] = {}
-    results: list[aggregate.TemplateResult] = []
-    files: dict[str, Any] = {"examples": []}
-    for split in splits:
-        metrics[split] = {}
-        for name in names:
-            evaluator = seqio.Evaluator(
-                mixture_or_task_name=name,
-                feature_converter=feature_converter(model),
-                eval_split=split,
-                sequence_length=lengths,
-                num_examples=num_examples,
-                async_compute_metrics=False,
-            )
-            future, outputs = evaluator.evaluate(
-                compute_metrics=True, predict_fn=predict_fn, score_fn=score_fn
-            )
-            for task in evaluator.eval_tasks:
-                task_metrics = {k: float(v) for k, v in future.result()[task.name].items()}
-                metrics[split][task.name] = task_metrics
-                cluster, dataset, template = _task_identity(task.name, vocabulary)
-                results.append(
-                    aggregate.TemplateResult(cluster, dataset, template, split, task_metrics)
-                )
-                if out_dir is not None:
-                    rows = _example_rows(
-                        task, evaluator.cached_task_datasets[task.name], outputs[task.name]
-                    )
-                    files["examples"].append(
-                        aggregate.write_examples(f"{out_dir}/examples/{split}", task.name, rows)
-                    )
-            evaluator.close()
-
-    summary = None
-    if aggregate.REPORT_SPLIT in splits:
-        summary = aggregate.aggregate(results)
-        if out_dir is not None:
-            files.update(aggregate.write_reports(summary, out_dir))
-    return {"metrics": metrics, "summary": summary, "files": files}
+    try:
+        return suite.evaluate(
+            model,
+            params,
+            layout,
+            batch_size,
+            out_dir,
+            decode_config=decode_config,
+            normalize=normalize,
+            shared=shared,
+            bucket=bucket,
+        )
+    finally:
+        suite.close()

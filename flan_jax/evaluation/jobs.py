@@ -20,7 +20,17 @@ import numpy as np
 import seqio
 from etils import epath
 
-from flan_jax import catalog, checkpoints, mixing, models, naming, partitioning, run_dir, vocab
+from flan_jax import (
+    catalog,
+    checkpoints,
+    hf_vocab,
+    mixing,
+    models,
+    naming,
+    partitioning,
+    run_dir,
+    vocab,
+)
 from flan_jax.evaluation import decoding, evaluator, scoring
 
 log = logging.getLogger("flan_jax.evaluation.jobs")
@@ -38,8 +48,10 @@ class EvalConfig:
       heldin_clusters: only these held-in clusters (default: all of them).
       output_dir: where reports go (default ``MODEL_DIR/eval/step_<N>``).
       num_examples: cap on examples (rows for rank tasks) per task and split.
-      vocabulary: VOCABULARY: ``byte``, ``t5`` or a SentencePiece ``.model`` path (the one the
-        model was trained with); the tasks are registered with it, ``infer`` encodes with it.
+      vocabulary: VOCABULARY: ``byte``, ``t5``, a SentencePiece ``.model`` path or ``hf:DIR``
+        (the one the model was trained with); the tasks are registered with it, ``infer`` encodes with it.
+      bucket: sort examples by length into padded-length buckets (the same results, less
+        padding); False pads every batch to the task feature lengths.
     """
 
     checkpoint_path: str
@@ -57,6 +69,7 @@ class EvalConfig:
     decode_method: str = "greedy"
     num_beams: int = 4
     vocabulary: str = "byte"
+    bucket: bool = True
 
 
 def resolve_checkpoint(path: str) -> tuple[str, int | None]:
@@ -124,12 +137,14 @@ def evaluate(cfg: EvalConfig, layout: partitioning.Layout | None = None) -> dict
     """
     path, step = resolve_checkpoint(cfg.checkpoint_path)
     vocabulary = vocab.get_vocabulary(cfg.vocabulary)
+    check_vocabulary(cfg, vocabulary)
     names = eval_names(
         cfg.mixture_or_task_name, vocabulary, cfg.include_heldin, cfg.heldin_clusters
     )
     for name in names:
         # Bad names/splits fail before compiling.
         evaluator.resolve_eval_tasks(name, cfg.splits, vocabulary)
+    partitioning.init_distributed()  # a pod slice's hosts join here (no-op on one host)
     layout = layout or partitioning.Layout.build(cfg.mesh)
     model = models.build_model(cfg.model)
     params = load_params(cfg.model, path, layout)
@@ -150,6 +165,7 @@ def evaluate(cfg: EvalConfig, layout: partitioning.Layout | None = None) -> dict
         num_examples=cfg.num_examples,
         decode_config=decode,
         normalize=cfg.length_normalize,
+        bucket=cfg.bucket,
     )
     results["out_dir"] = out_dir
     results["checkpoint"] = path
@@ -218,19 +234,23 @@ def infer(
     """
     vocabulary = vocab.get_vocabulary(cfg.vocabulary)
     path, _ = resolve_checkpoint(cfg.checkpoint_path)
+    check_vocabulary(cfg, vocabulary)
+    partitioning.init_distributed()
     layout = layout or partitioning.Layout.build(cfg.mesh)
     model = models.build_model(cfg.model)
     params = load_params(cfg.model, path, layout)
     lengths = {k: int(v) for k, v in cfg.task_feature_lengths.items()}
     eos = vocabulary.eos_id
+    prompt = hf_vocab.inputs_feature(vocabulary)  # as tasks tokenize inputs (chat template)
 
-    def encode(text: str, length: int) -> list[int]:
-        ids = list(vocabulary.encode(text))[: length - 1]
-        return ids + [eos]
+    def encode(text: str, length: int, feature: seqio.Feature | None = None) -> list[int]:
+        feature = feature or seqio.Feature(vocabulary, add_eos=True)
+        ids = list(feature.vocabulary.encode(text))[: length - feature.add_eos]
+        return ids + [eos] * feature.add_eos
 
     for i, p in enumerate(prompts):
         check_prompt(p, f"prompt {i}")
-    inputs = [encode(p["prompt"], lengths["inputs"]) for p in prompts]
+    inputs = [encode(p["prompt"], lengths["inputs"], prompt) for p in prompts]
     decode = decoding.DecodeConfig(method=cfg.decode_method, num_beams=cfg.num_beams)
     outputs = decoding.decode_rows(model, params, inputs, layout, cfg.batch_size, lengths, decode)
     rows, owners = [], []
@@ -257,6 +277,12 @@ def infer(
             out["choice"] = max(mine, key=lambda x: x[1])[0]
         results.append(out)
     return results
+
+
+def check_vocabulary(cfg: EvalConfig, vocabulary: seqio.Vocabulary) -> None:
+    """One line unless the model can read the vocabulary's ids (size; a Hugging Face
+    tokenizer's special tokens too)."""
+    hf_vocab.check_agrees(vocabulary, cfg.model.vocab_size, hf_vocab.special_tokens_of(cfg.model))
 
 
 def check_prompt(record: Any, where: str) -> None:

@@ -15,6 +15,8 @@ Two paths that give the same numbers (tested to 1e-5); the model family supplies
 * ``shared=False``: every row runs the full model on its own (the reference, and the baseline
   of ``bench/eval_throughput.py``).
 
+Batches come from `batching`: sorted and bucketed by length (scores unchanged, order
+restored), each process feeding its share of every batch, the scores gathered back to all.
 Params must already be laid out on the layout (`Layout.place`, or restored onto
 `Layout.abstract_on_mesh`): nothing here moves them.
 """
@@ -30,6 +32,7 @@ import jax
 import numpy as np
 
 from flan_jax import models, partitioning
+from flan_jax.evaluation import batching
 
 Row = Mapping[str, Sequence[int]]
 
@@ -83,13 +86,17 @@ def score_rows(
     shared: bool = True,
     *,
     prefix_lm: bool = True,
+    bucket: bool = True,
 ) -> np.ndarray:
     """Log-likelihood of each row's targets given its inputs, as float64 [len(rows)].
+
+    Every process passes the same rows and gets every score back; each feeds only its share of
+    every batch to its devices (`batching`), so this runs unchanged on one host or a pod slice.
 
     Args:
       model: a module built by `models.build_model`.
       params: its params, laid out on `layout` by their logical axes.
-      rows: ``{"inputs": ids, "targets": ids}`` per row; padded / truncated to `lengths`.
+      rows: ``{"inputs": ids, "targets": ids}`` per row; truncated to `lengths`.
       layout: the job's mesh and logical-axis rules.
       batch_size: rows per step for the per-option path; the shared path fits
         batch_size // K groups of K option slots. Rounded up to the data-parallel size.
@@ -97,39 +104,55 @@ def score_rows(
       normalize: divide each score by its number of target tokens (FLAN's default: False).
       shared: compute each distinct input once (False: every row on its own).
       prefix_lm: decoder-only prompts attend bidirectionally (seqio PrefixLM layout).
+      bucket: sort rows by length and pad each batch to its own length bucket (the same
+        scores, less padding); False pads every batch to `lengths`.
     """
     if not rows:
         return np.zeros((0,), np.float64)
-    s, t = int(lengths["inputs"]), int(lengths["targets"])
-    inputs = np.stack([pad_ids(r["inputs"], s) for r in rows])
-    targets = np.stack([pad_ids(r["targets"], t) for r in rows])
-    sums = np.zeros((len(rows), 2), np.float64)  # (log-prob, number of target tokens)
+    caps = (int(lengths["inputs"]), int(lengths["targets"]))
+    inputs = [np.asarray(r["inputs"], np.int32)[: caps[0]] for r in rows]
+    targets = [np.asarray(r["targets"], np.int32)[: caps[1]] for r in rows]
 
     if not shared:
         fn = _row_fn(model, layout, prefix_lm)
-        b = layout.batch_unit(batch_size)
-        for start in range(0, len(rows), b):
-            chunk = slice(start, start + b)
-            n = len(inputs[chunk])
-            pad = ((0, b - n), (0, 0))
-            batch_in = layout.to_mesh(np.pad(inputs[chunk], pad))
-            batch_tg = layout.to_mesh(np.pad(targets[chunk], pad))
-            sums[chunk] = np.asarray(fn(params, batch_in, batch_tg))[:n]
+        sizes = [(len(i), len(t)) for i, t in zip(inputs, targets)]
+
+        def build_rows(items: np.ndarray, lens: tuple[int, ...]) -> list[np.ndarray]:
+            batch_in = np.zeros((len(items), lens[0]), np.int32)
+            batch_tg = np.zeros((len(items), lens[1]), np.int32)
+            for slot, item in enumerate(items):
+                if item >= 0:
+                    batch_in[slot] = pad_ids(inputs[item], lens[0])
+                    batch_tg[slot] = pad_ids(targets[item], lens[1])
+            return [batch_in, batch_tg]
+
+        batches = batching.plan(sizes, caps, layout.batch_unit(batch_size), bucket)
+        call = lambda ids, x, y: fn(params, x, y)  # noqa: E731
+        sums = batching.run(call, batches, layout, build_rows, len(rows)).astype(np.float64)
     else:
         groups = group_rows(rows)
         k = max(len(g) for g in groups)
-        g_per_batch = layout.batch_unit(max(batch_size // k, 1))
         fn = _option_fn(model, layout, prefix_lm)
-        for start in range(0, len(groups), g_per_batch):
-            batch_groups = groups[start : start + g_per_batch]
-            group_inputs = np.zeros((g_per_batch, s), np.int32)
-            options = np.zeros((g_per_batch, k, t), np.int32)
-            for gi, members in enumerate(batch_groups):
-                group_inputs[gi] = inputs[members[0]]
-                options[gi, : len(members)] = targets[members]
-            out = np.asarray(fn(params, layout.to_mesh(group_inputs), layout.to_mesh(options)))
-            for gi, members in enumerate(batch_groups):
-                sums[members] = out[gi, : len(members)]
+        sizes = [(len(inputs[g[0]]), max(len(targets[m]) for m in g)) for g in groups]
+
+        def build_groups(items: np.ndarray, lens: tuple[int, ...]) -> list[np.ndarray]:
+            group_inputs = np.zeros((len(items), lens[0]), np.int32)
+            options = np.zeros((len(items), k, lens[1]), np.int32)
+            for slot, item in enumerate(items):
+                if item >= 0:
+                    members = groups[item]
+                    group_inputs[slot] = pad_ids(inputs[members[0]], lens[0])
+                    for j, m in enumerate(members):
+                        options[slot, j] = pad_ids(targets[m], lens[1])
+            return [group_inputs, options]
+
+        g_per_batch = layout.batch_unit(max(batch_size // k, 1))
+        batches = batching.plan(sizes, caps, g_per_batch, bucket)
+        call = lambda ids, x, y: fn(params, x, y)  # noqa: E731
+        per_group = batching.run(call, batches, layout, build_groups, len(groups))
+        sums = np.zeros((len(rows), 2), np.float64)
+        for gi, members in enumerate(groups):
+            sums[members] = per_group[gi, : len(members)]
     if normalize:
         return sums[:, 0] / np.maximum(sums[:, 1], 1.0)
     return sums[:, 0]

@@ -33,18 +33,27 @@ from flan_jax.models.family import (
     family_named,
     family_of,
 )
+from flan_jax.models.gemma import GEMMA_SIZES, GemmaConfig, gemma_config
+from flan_jax.models.llama import LLAMA_SIZES, LlamaConfig, llama_config
+from flan_jax.models.qwen2 import QWEN2_SIZES, Qwen2Config, qwen2_config
 from flan_jax.models.t5 import T5, T5_SIZES, T5Config, t5_config
 
 __all__ = [
     "DECODER_SIZES",
     "FAMILIES",
+    "GEMMA_SIZES",
+    "LLAMA_SIZES",
+    "QWEN2_SIZES",
     "T5",
     "T5_SIZES",
     "DecoderConfig",
     "DecoderOnly",
     "Family",
+    "GemmaConfig",
+    "LlamaConfig",
     "ModelConfig",
     "ModelFn",
+    "Qwen2Config",
     "Stepper",
     "T5Config",
     "abstract_params",
@@ -57,10 +66,13 @@ __all__ = [
     "dummy_batch",
     "family_named",
     "family_of",
+    "gemma_config",
     "init_decode_cache",
+    "llama_config",
     "model_feature_lengths",
     "param_count",
     "preset",
+    "qwen2_config",
     "t5_config",
     "train_flops_per_example",
 ]

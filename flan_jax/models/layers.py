@@ -112,6 +112,111 @@ class GatedGeluMlp(nn.Module):
         return h @ wo.astype(self.dtype)
 
 
+@jax.custom_jvp
+def softmax(x: Array) -> Array:
+    """Softmax over the last axis; the forward pass is exactly `jax.nn.softmax`'s.
+
+    Its derivative is the closed form `y * (dx - sum(y * dx))` in terms of the output, as with
+    JAX's `jax_softmax_custom_jvp` flag (off by default): differentiating through max, exp, sum
+    and divide instead keeps more [b, h, q, k] tensors alive and costs more passes over them.
+    """
+    unnormalized = jnp.exp(x - jax.lax.stop_gradient(jnp.max(x, axis=-1, keepdims=True)))
+    return unnormalized / jnp.sum(unnormalized, axis=-1, keepdims=True)
+
+
+@softmax.defjvp
+def _softmax_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
+    (x,), (dx,) = primals, tangents
+    y = softmax(x)
+    return y, y * (dx - jnp.sum(y * dx, axis=-1, keepdims=True))
+
+
+@jax.custom_vjp
+def add_position_bias(logits: Array, bias: Array) -> Array:
+    """`logits + bias` for logits [b, h, q, k] and a bias [b or 1, h, q, k].
+
+    A batch-1 bias is shared by every row, so its gradient sums the logits' gradient over the
+    batch. XLA's CPU backend emits that reduction over a short leading axis very slowly (hundreds
+    of ms for a [8, 4, 512, 512] gradient, against ~1 ms for the same sum as a dot); the backward
+    pass below therefore contracts with a vector of ones, which every backend handles well and
+    which partitions like a sum when the batch is sharded.
+    """
+    return logits + bias
+
+
+def _add_position_bias_fwd(logits: Array, bias: Array) -> tuple[Array, Array]:
+    return logits + bias, bias  # the bias is kept for its shape and dtype (alive anyway)
+
+
+def _add_position_bias_bwd(bias: Array, g: Array) -> tuple[Array, Array]:
+    if bias.shape[0] == g.shape[0]:
+        return g, g.astype(bias.dtype)
+    ones = jnp.ones((g.shape[0],), g.dtype)
+    # HIGHEST: a full-precision f32 contraction on TPU too (its default would round to bf16).
+    summed = jnp.einsum("b,bhqk->hqk", ones, g, precision=jax.lax.Precision.HIGHEST)
+    return g, summed[None].astype(bias.dtype)
+
+
+add_position_bias.defvjp(_add_position_bias_fwd, _add_position_bias_bwd)
+
+
+def _attention_weights(q: Array, k: Array, bias: Array | None, mask: Array) -> Array:
+    """fp32 softmax weights [b, h, q, k] of heads-major q [b, h, q, d] and k [b, h, k, d]."""
+    logits = jnp.einsum("bhqd,bhkd->bhqk", q, k, preferred_element_type=jnp.float32)
+    if bias is not None:
+        logits = add_position_bias(logits, bias)
+    return softmax(jnp.where(mask, logits, _MASKED))
+
+
+@jax.custom_vjp
+def dot_product_attention(q: Array, k: Array, v: Array, bias: Array | None, mask: Array) -> Array:
+    """softmax(where(mask, q k^T + bias)) v for heads-major [b, h, len, d] q/k/v (no scaling).
+
+    Scores, bias and softmax are fp32 whatever the activation dtype; the weights meet `v` in its
+    dtype. The forward pass is the plain composition. The backward pass is written out so every
+    matmul over the [b, h, q, k] weights contracts their last axis or produces a transposed
+    result: autodiff's dK = dS^T q and dV = W^T dO contract the query axis of a [q, k] matrix
+    ("transposed-A"), which XLA's CPU backend runs ~3-4x slower than the same product written
+    as (q^T dS)^T. Only the fp32 weights are kept for the backward pass, as autodiff does.
+    """
+    weights = _attention_weights(q, k, bias, mask)
+    return jnp.einsum("bhqk,bhkd->bhqd", weights.astype(v.dtype), v)
+
+
+def _dot_product_attention_fwd(
+    q: Array, k: Array, v: Array, bias: Array | None, mask: Array
+) -> tuple[Array, tuple]:
+    weights = _attention_weights(q, k, bias, mask)
+    out = jnp.einsum("bhqk,bhkd->bhqd", weights.astype(v.dtype), v)
+    return out, (q, k, v, weights, bias, mask)
+
+
+def _dot_product_attention_bwd(res: tuple, d_out: Array) -> tuple:
+    q, k, v, weights, bias, mask = res
+    # dV = W^T dO, computed transposed: [b, h, d, k].
+    d_v = jnp.einsum("bhqd,bhqk->bhdk", d_out, weights.astype(v.dtype))
+    d_w = jnp.einsum("bhqd,bhkd->bhqk", d_out, v, preferred_element_type=jnp.float32)
+    # Softmax backward (as `softmax`'s jvp), then the mask's: masked logits get no gradient.
+    d_logits = weights * (d_w - jnp.sum(weights * d_w, axis=-1, keepdims=True))
+    d_logits = jnp.where(mask, d_logits, 0.0)
+    d_s = d_logits.astype(q.dtype)
+    d_q = jnp.einsum("bhqk,bhkd->bhqd", d_s, k, preferred_element_type=jnp.float32)
+    d_k = jnp.einsum("bhqd,bhqk->bhdk", q, d_s, preferred_element_type=jnp.float32)
+    d_bias = None
+    if bias is not None:
+        d_bias = _add_position_bias_bwd(bias, d_logits)[1]
+    return (
+        d_q.astype(q.dtype),
+        jnp.swapaxes(d_k, -1, -2).astype(k.dtype),
+        jnp.swapaxes(d_v, -1, -2).astype(v.dtype),
+        d_bias,
+        None,
+    )
+
+
+dot_product_attention.defvjp(_dot_product_attention_fwd, _dot_product_attention_bwd)
+
+
 class MultiHeadAttention(nn.Module):
     """T5 attention (no 1/sqrt(d) scaling at runtime) with an optional autoregressive KV cache.
 
@@ -163,6 +268,26 @@ class MultiHeadAttention(nn.Module):
             (h, k, d),
             self.param_dtype,
         )
+        if not decode:
+            # The full (uncached) pass runs heads-major: [b, h, len, head_dim] activations keep
+            # the score matmuls free of layout transposes.
+            act = ("batch", "heads", "length", "kv")
+
+            def project(x: Array, w: Array) -> Array:
+                y = jnp.einsum("bsd,dhk->bhsk", x, w.astype(self.dtype))
+                return nn.with_logical_constraint(y, act)
+
+            q, key, value = project(inputs_q, wq), project(inputs_kv, wk), project(inputs_kv, wv)
+            if self.dropout_rate == 0.0 or deterministic:
+                out = dot_product_attention(q, key, value, bias, mask)
+            else:
+                weights = _attention_weights(q, key, bias, mask).astype(self.dtype)
+                weights = _dropout(weights, self.dropout_rate, deterministic)
+                out = jnp.einsum("bhqk,bhkd->bhqd", weights, value)
+            out = nn.with_logical_constraint(out, act)
+            return jnp.einsum("bhqk,hkd->bqd", out, wo.astype(self.dtype))
+
+        # Cached decoding: [b, len, h, head_dim] activations, the cache's layout.
         act = ("batch", "length", "heads", "kv")
         q = nn.with_logical_constraint(
             jnp.einsum("bsd,dhk->bshk", inputs_q, wq.astype(self.dtype)), act
@@ -173,24 +298,20 @@ class MultiHeadAttention(nn.Module):
         value = nn.with_logical_constraint(
             jnp.einsum("bsd,dhk->bshk", inputs_kv, wv.astype(self.dtype)), act
         )
-
-        if decode:
-            cached_key = self.variable("cache", "cached_key", jnp.zeros, key.shape, key.dtype)
-            cached_value = self.variable(
-                "cache", "cached_value", jnp.zeros, value.shape, value.dtype
-            )
-            if decode_index is not None:
-                start = (0, decode_index, 0, 0)
-                key = jax.lax.dynamic_update_slice(cached_key.value, key, start)
-                value = jax.lax.dynamic_update_slice(cached_value.value, value, start)
-                cached_key.value, cached_value.value = key, value
+        cached_key = self.variable("cache", "cached_key", jnp.zeros, key.shape, key.dtype)
+        cached_value = self.variable("cache", "cached_value", jnp.zeros, value.shape, value.dtype)
+        if decode_index is not None:
+            start = (0, decode_index, 0, 0)
+            key = jax.lax.dynamic_update_slice(cached_key.value, key, start)
+            value = jax.lax.dynamic_update_slice(cached_value.value, value, start)
+            cached_key.value, cached_value.value = key, value
 
         # Scores, bias and softmax in fp32 whatever the activation dtype.
         logits = jnp.einsum("bqhk,bshk->bhqs", q, key, preferred_element_type=jnp.float32)
         if bias is not None:
-            logits = logits + bias
+            logits = add_position_bias(logits, bias)
         logits = jnp.where(mask, logits, _MASKED)
-        weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
+        weights = softmax(logits).astype(self.dtype)
         weights = _dropout(weights, self.dropout_rate, deterministic)
         out = jnp.einsum("bhqs,bshk->bqhk", weights, value)
         out = nn.with_logical_constraint(out, act)

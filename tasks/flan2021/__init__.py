@@ -1,4 +1,4 @@
-"""The FLAN 2021 collection: 12 task clusters, 67 datasets from TFDS, our own templates.
+"""The FLAN 2021 collection: 12 task clusters, 70 datasets from TFDS, our own templates.
 
 One module per cluster holds its datasets' ``TaskSpec``s (raw-field mapping, templates, metric,
 FLAN's split convention); this module registers them all as collection ``flan2021``. Registering
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import seqio
 
+from flan_jax import flan_templates
 from flan_jax.registry import Collection, OverlapRule, register_collection
 
 from . import (
@@ -31,6 +32,7 @@ from . import (
     summarization,
     translation,
 )
+from .flan_reference import DIFFERENCE_REASONS, FLAN  # noqa: F401  (the data card reads them)
 
 CLUSTER_MODULES = (
     nli,
@@ -57,9 +59,10 @@ EXCLUSIONS = {
     "reading_comprehension_commonsense": ("reading_comprehension", "commonsense"),
 }
 
-# Cluster-count ablation order. The paper holds out NLI, closed-book QA and commonsense (which
-# also drops paraphrase and reading comprehension with commonsense) and adds the remaining seven
-# clusters one at a time in this order (as we read its figure); the rest follow for completeness.
+# Cluster-count ablation: ``mixtures/flan2021.py`` registers FLAN's groups for the paper's
+# held-out set (its 7th group is conversational QA, CoQA and QuAC, not all of misc).
+# The order clusters are added in for other held-out sets (``:clusters<n>`` on demand): the
+# paper's order above, then the rest.
 CLUSTER_ORDER = (
     "summarization",
     "translation",
@@ -68,8 +71,8 @@ CLUSTER_ORDER = (
     "struct_to_text",
     "coreference",
     "misc",
-    "nli",
     "paraphrase",
+    "nli",
     "commonsense",
     "reading_comprehension_commonsense",
     "closed_book_qa",
@@ -108,11 +111,16 @@ OVERLAPS = (
 )
 
 
-def register(vocabulary: seqio.Vocabulary) -> Collection:
-    """Registers the FLAN 2021 tasks with ``vocabulary`` (``flan_jax.catalog`` calls it once)."""
+def register(vocabulary: seqio.Vocabulary, templates: str | None = None) -> Collection:
+    """Registers the FLAN 2021 tasks with ``vocabulary`` (``flan_jax.catalog`` calls it once).
+
+    ``templates``: a FLAN ``flan/templates.py`` whose templates replace ours (read as data by
+    ``flan_jax.flan_templates``; ``--templates=flan:PATH``), under the same task names.
+    """
+    specs = SPECS if templates is None else flan_templates.apply(SPECS, templates).specs
     return register_collection(
         "flan2021",
-        SPECS,
+        specs,
         vocabulary,
         exclusions=EXCLUSIONS,
         cluster_order=CLUSTER_ORDER,
@@ -120,8 +128,11 @@ def register(vocabulary: seqio.Vocabulary) -> Collection:
     )
 
 
-# Official train-split sizes (public dataset statistics; the data card's "train size" column).
-# Datasets missing here are shown with the cap rule only. FLAN trains on min(n - dev, 30,000).
+# Official train-split sizes (public dataset statistics; the data card's "train size" column and
+# ``flan-jax inspect``'s planned rates without prepared data). FLAN trains on what its split
+# string selects (e.g. min(n - dev, 30,000)). Story Cloze counts its validation stories (it has
+# no train split); the ParaCrawl en-da count is the English-Danish pairs the three text
+# formatting tasks slice. Sizes of millions only need to exceed the slices FLAN takes.
 TRAIN_SIZES = {
     "anli_r1": 16_946,
     "anli_r2": 45_460,
@@ -136,7 +147,7 @@ TRAIN_SIZES = {
     "copa": 400,
     "hellaswag": 39_905,
     "piqa": 16_113,
-    "story_cloze": 1_871,  # the validation stories (there is no train split)
+    "story_cloze": 1_871,
     "imdb_reviews": 25_000,
     "sentiment140": 1_600_000,
     "sst2": 67_349,
@@ -150,8 +161,19 @@ TRAIN_SIZES = {
     "natural_questions": 87_925,
     "trivia_qa": 138_384,
     "common_gen": 67_389,
+    "dart": 62_659,
+    "e2e_nlg": 33_525,
     "web_nlg_en": 35_426,
+    "para_crawl_en_es": 21_987_267,
+    "wmt14_fr_en": 40_836_876,
+    "wmt16_cs_en": 997_712,
+    "wmt16_de_en": 4_548_885,
+    "wmt16_fi_en": 2_073_394,
+    "wmt16_ro_en": 610_320,
+    "wmt16_ru_en": 1_516_162,
+    "wmt16_tr_en": 205_756,
     "bool_q": 9_427,
+    "drop": 77_409,
     "multirc": 27_243,
     "openbookqa": 4_957,
     "squad_v1": 87_599,
@@ -162,13 +184,23 @@ TRAIN_SIZES = {
     "winogrande": 40_398,
     "wsc": 554,
     "coqa": 7_199,
+    "quac": 83_568,
     "trec": 5_452,
     "cola": 8_551,
     "wic": 5_428,
+    "math_dataset": 1_999_998,
+    "fix_punct": 7_000_000,
+    "true_case": 7_000_000,
+    "word_segment": 7_000_000,
     "aeslc": 14_436,
     "ag_news_subset": 120_000,
     "cnn_dailymail": 287_113,
+    "gigaword": 3_803_957,
     "multi_news": 44_972,
+    "newsroom": 995_041,
+    "opinion_abstracts_idebate": 2_259,
+    "opinion_abstracts_rotten_tomatoes": 3_731,
     "samsum": 14_732,
+    "wiki_lingua_english_en": 99_020,
     "xsum": 203_577,
 }

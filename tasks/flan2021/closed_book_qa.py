@@ -6,60 +6,59 @@ import tensorflow as tf
 
 from flan_jax.registry import TaskSpec
 from flan_jax.sources import TfdsSource
-from flan_jax.templates import Template
 
 from . import common
+from .common import arrange, turned
+from .flan_reference import splits
 
-ARC_TEMPLATES = (
-    Template("{question}", options=True),
-    Template("Question: {question}\n\nWhat is the correct answer?", options=True),
-    Template("Answer the following science question.\n\n{question}", options=True),
-    Template(
-        "{question}\n\nPick the right answer from the choices below.\n\n{options}", options=True
-    ),
-    Template(
+ARC_TEMPLATES = arrange(
+    "arc_easy",
+    (
+        "{question}",
+        "Question: {question}\n\nWhat is the correct answer?",
+        "Answer the following science question.\n\n{question}",
+        "{question}\n\nPick the right answer from the choices below.\n\n{options}",
         "Here is a grade-school science question: {question}\nWhich choice is correct?",
-        options=True,
+        "Q: {question}\nA:",
+        "Choose the best answer to this question.\n{question}",
     ),
-    Template("Q: {question}\nA:", options=True),
-    Template("Choose the best answer to this question.\n{question}", options=True),
-    Template("Test question: {question}", options=True),
-    Template("Answer this science question in a few words: {question}"),
-    Template(
-        'Write a science exam question whose correct answer is "{answer}".',
-        targets="{question}",
-        turned_around=True,
+    (
+        turned("Write a science question a grade-school test might ask.", "{question}"),
+        turned("Give an example of an exam question about science.", "{question}"),
+        turned("What might a science teacher ask in a quiz?", "{question}"),
     ),
 )
 
-OPEN_TEMPLATES = (
-    Template("{question}?"),
-    Template("Answer this question: {question}?"),
-    Template("Q: {question}?\nA:"),
-    Template("Please answer the following question.\n\n{question}?"),
-    Template("What is the answer to this question? {question}?"),
-    Template("Question: {question}?\nAnswer:"),
-    Template("Give a short answer.\n\n{question}?"),
-    Template("I have a trivia question for you: {question}?"),
-    Template(
-        'Write a question whose answer is "{answer}".', targets="{question}?", turned_around=True
-    ),
-    Template(
-        "Answer: {answer}\n\nWhat could the question have been?",
-        targets="{question}?",
-        turned_around=True,
+OPEN_TEMPLATES = arrange(
+    "natural_questions",
+    (
+        "{question}?",
+        "Answer this question: {question}?",
+        "Q: {question}?\nA:",
+        "Please answer the following question.\n\n{question}?",
+        "What is the answer to this question? {question}?",
+        "Question: {question}?\nAnswer:",
+        "Give a short answer.\n\n{question}?",
+        "I have a trivia question for you: {question}?",
+        "Answer in a few words: {question}?",
+        "{question}?\n\nWhat is the answer?",
     ),
 )
 
 
 def _arc_fields(ex):
     texts = ex["choices"]["text"]
-    correct = tf.equal(ex["choices"]["label"], ex["answerKey"])
     return {
-        "question": common.strip(ex["question"]),
+        "question": ex["question"],
         "options": texts,
-        "answer": common.first(tf.boolean_mask(texts, correct)),
+        # answerKey is the index of the correct choice (a ClassLabel over A-E).
+        "answer": tf.gather(texts, tf.cast(ex["answerKey"], tf.int32)),
     }
+
+
+def _arc_four_choices(ex):
+    # FLAN keeps the questions with exactly four choices.
+    return tf.equal(tf.size(ex["choices"]["text"]), 4)
 
 
 def _strip_question_mark(q: tf.Tensor) -> tf.Tensor:
@@ -75,15 +74,14 @@ def _nq_fields(ex):
 
 
 def _trivia_fields(ex):
-    value = ex["answer"]["value"]
     return {
         "question": _strip_question_mark(ex["question"]),
-        "answer": value,
-        "references": tf.concat([tf.reshape(value, [1]), ex["answer"]["aliases"]], axis=0),
+        "answer": ex["answer"]["normalized_value"],
+        "references": ex["answer"]["normalized_aliases"],
     }
 
 
-QA_METRICS = common.metric("trivia_qa", "squad")
+QA_METRICS = common.metric("trivia_qa")
 
 
 def _arc(config: str, name: str) -> TaskSpec:
@@ -94,7 +92,9 @@ def _arc(config: str, name: str) -> TaskSpec:
         fields_fn=_arc_fields,
         fields=("question", "options", "answer"),
         templates=ARC_TEMPLATES,
-        splits=common.labelled(),
+        splits=splits(name),
+        filter_fn=_arc_four_choices,
+        primary_metric="accuracy",
         description=f"AI2 Reasoning Challenge ({config}), multiple-choice science questions",
     )
 
@@ -111,7 +111,8 @@ SPECS = (
         templates=OPEN_TEMPLATES,
         metrics=QA_METRICS,
         postprocessor=common.references_postprocessor,
-        splits=common.hidden(large=True),
+        splits=splits("natural_questions"),
+        primary_metric="em",
         description="Natural Questions (open): Google queries with short answers, no context",
     ),
     TaskSpec(
@@ -123,7 +124,8 @@ SPECS = (
         templates=OPEN_TEMPLATES,
         metrics=QA_METRICS,
         postprocessor=common.references_postprocessor,
-        splits=common.hidden(large=True),
+        splits=splits("trivia_qa"),
+        primary_metric="em",
         description="TriviaQA trivia questions answered without the evidence documents",
     ),
 )

@@ -1,12 +1,8 @@
-"""Shared pieces of the FLAN 2021 task modules: split conventions, field helpers, metrics.
+"""Shared pieces of the FLAN 2021 task modules: template arrangement, field helpers, metrics.
 
-Split conventions (FLAN's; see docs/flan2021_datacard.md):
-- ``labelled``: the source has labelled validation and test splits: train capped at 30k,
-  dev = ``validation[:200]``, test = ``test``.
-- ``hidden``: test labels are hidden (GLUE/SuperGLUE style) or there is no test split: the last
-  ``holdout`` (200; COPA/WSC 50) train examples are the dev split, the official validation split
-  is the test split. ``large=True`` (known to have > 30,200 train examples) caps train with
-  ``train[:30000]``; otherwise train is ``train[:-holdout]`` (all but the dev examples).
+Split strings come from ``flan_reference`` (FLAN's own, per dataset). Templates are ours;
+``arrange`` lays them out in FLAN's structure for the dataset (which positions show options,
+which are turned around), so template i of ours plays the role of FLAN's template i.
 """
 
 from __future__ import annotations
@@ -16,34 +12,48 @@ from collections.abc import Callable, Mapping, Sequence
 import tensorflow as tf
 
 from flan_jax import metrics as metrics_lib
+from flan_jax.templates import Template
 
-CAP = 30_000
-DEV_SIZE = 200
+from . import flan_reference
 
 Fields = Mapping[str, tf.Tensor]
 FieldsFn = Callable[[Fields], dict[str, tf.Tensor]]
 
 
-def labelled(val: str = "validation", test: str = "test", train: str = "train") -> dict[str, str]:
-    """Train capped, dev = first 200 of the validation split, the official test split."""
-    return {"train": f"{train}[:{CAP}]", "validation": f"{val}[:{DEV_SIZE}]", "test": test}
+def arrange(
+    dataset: str, originals: Sequence[str | Template], turned: Sequence[Template] = ()
+) -> tuple[Template, ...]:
+    """Our templates in FLAN's structure of ``dataset`` (``flan_reference.FLAN[d].structure``).
+
+    ``originals`` (inputs patterns, or Templates with another target) fill the ``O`` (options
+    shown) and ``N`` positions in order; ``turned`` fills the ``T`` positions. The counts must
+    match FLAN's exactly.
+    """
+    structure = flan_reference.FLAN[dataset].structure
+    n_orig = sum(c in "ON" for c in structure)
+    if len(originals) != n_orig or len(turned) != structure.count("T"):
+        raise ValueError(
+            f"{dataset}: FLAN's structure {structure} needs {n_orig} original and "
+            f"{structure.count('T')} turned-around templates, got {len(originals)} and "
+            f"{len(turned)}"
+        )
+    orig, turn = iter(originals), iter(turned)
+    out = []
+    for c in structure:
+        if c == "T":
+            t = next(turn)
+            if not t.turned_around:
+                raise ValueError(f"{dataset}: template {len(out)} must be turned around")
+            out.append(t)
+            continue
+        t = next(orig)
+        inputs, targets = (t, "{answer}") if isinstance(t, str) else (t.inputs, t.targets)
+        out.append(Template(inputs, targets, options=c == "O"))
+    return tuple(out)
 
 
-def hidden(
-    large: bool, test: str = "validation", train: str = "train", holdout: int = DEV_SIZE
-) -> dict[str, str]:
-    """Dev = last ``holdout`` train examples, test = the official validation split."""
-    head = f"{train}[:{CAP}]" if large else f"{train}[:-{holdout}]"
-    return {"train": head, "validation": f"{train}[-{holdout}:]", "test": test}
-
-
-def train_only(holdout: int = DEV_SIZE, test_size: int = 1000) -> dict[str, str]:
-    """Sources with one (large) train split: dev and test are carved from its end."""
-    return {
-        "train": f"train[:{CAP}]",
-        "validation": f"train[-{holdout}:]",
-        "test": f"train[-{holdout + test_size}:-{holdout}]",
-    }
+def turned(inputs: str, targets: str) -> Template:
+    return Template(inputs, targets, turned_around=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -84,13 +94,12 @@ def label_ok(key: str = "label", num_classes: int | None = None) -> Callable[[Fi
 
 
 # ---------------------------------------------------------------------------------------------
-# Metrics: the dataset's own metric where metrics.py provides it, else exact match.
+# Metrics: the dataset's metric as FLAN computes it, from ``flan_jax.metrics``.
 
 
 def metric(*names: str) -> tuple[Callable, ...]:
-    """The named metric functions of ``flan_jax.metrics`` that exist (else EM)."""
-    fns = tuple(getattr(metrics_lib, n) for n in names if hasattr(metrics_lib, n))
-    return fns or (metrics_lib.exact_match,)
+    """The named metric functions of ``flan_jax.metrics`` (each must exist)."""
+    return tuple(getattr(metrics_lib, n) for n in names)
 
 
 ACCURACY = (metrics_lib.exact_match,)

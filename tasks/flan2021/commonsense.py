@@ -6,9 +6,10 @@ import tensorflow as tf
 
 from flan_jax.registry import TaskSpec
 from flan_jax.sources import TfdsSource
-from flan_jax.templates import Template
 
 from . import common
+from .common import arrange, turned
+from .flan_reference import splits
 
 STORY_CLOZE_MANUAL = (
     "request the ROCStories Story Cloze Test (spring 2016) files at "
@@ -17,28 +18,21 @@ STORY_CLOZE_MANUAL = (
     "<data_dir>/downloads/manual/ and run `tfds build story_cloze/2016 --data_dir=<data_dir>`"
 )
 
-COPA_TEMPLATES = (
-    Template("{premise}\n\nWhat was the {question} of this?", options=True),
-    Template(
+COPA_TEMPLATES = arrange(
+    "copa",
+    (
+        "{premise}\n\nWhat was the {question} of this?",
         "Here is a premise: {premise}\n\nWhich of the following is more likely its {question}?",
-        options=True,
-    ),
-    Template("{premise} {connector_cap}...", options=True),
-    Template("Pick the more plausible {question} of the event below.\n\n{premise}", options=True),
-    Template(
-        'Premise: "{premise}"\nWhat is the most likely {question}?\n\n{options}', options=True
-    ),
-    Template("Complete the sentence: {premise_nodot} {connector}", options=True),
-    Template("{premise}\nQuestion: which option is the {question}?", options=True),
-    Template(
+        "{premise} {connector_cap}...",
+        "Pick the more plausible {question} of the event below.\n\n{premise}",
+        'Premise: "{premise}"\nWhat is the most likely {question}?\n\n{options}',
+        "Complete the sentence: {premise_nodot} {connector}",
+        "{premise}\nQuestion: which option is the {question}?",
         "Think about this situation: {premise}\nWhich alternative better explains the {question}?",
-        options=True,
     ),
-    Template("Write a likely {question} of the following event.\n\n{premise}"),
-    Template(
-        '"{answer}" is the {question}. Describe a situation it could be the {question} of.',
-        targets="{premise}",
-        turned_around=True,
+    (
+        turned("Write one sentence about something that happened.", "{premise}"),
+        turned("Write two sentences, the second following from the first.", "{answer} {premise}"),
     ),
 )
 
@@ -59,26 +53,37 @@ def _copa_fields(ex):
     }
 
 
-ENDING_TEMPLATES = (
-    Template("How does the following text most likely continue?\n\n{context}", options=True),
-    Template("{context}\n\nWhat comes next?", options=True),
-    Template("Choose the best ending.\n\nStart: {context}", options=True),
-    Template(
-        "{context}...\n\nWhich of the following is the most natural continuation?", options=True
+HELLASWAG_TEMPLATES = arrange(
+    "hellaswag",
+    (
+        "How does the following text most likely continue?\n\n{context}",
+        "{context}\n\nWhat comes next?",
+        "Choose the best ending.\n\nStart: {context}",
+        "{context}...\n\nWhich of the following is the most natural continuation?",
+        "Complete the description with the most sensible ending.\n{context}\n\n{options}",
+        "Read the beginning below and pick what follows it.\n\n{context}",
+        "Context: {context}\nNext:",
+        "What is the most logical next event?\n\n{context}",
+        "{context}\n\nFinish this text.",
+        "Here is the start of a how-to or activity description:\n{context}\n\nHow does it go on?",
     ),
-    Template(
-        "Complete the story with the most sensible ending.\n{context}\n\n{options}", options=True
+)
+
+STORY_TEMPLATES = arrange(
+    "story_cloze",
+    (
+        "How does the following story most likely end?\n\n{context}",
+        "{context}\n\nWhat happens next?",
+        "Choose the best last sentence.\n\nStory: {context}",
+        "{context}\n\nWhich of the following is the most natural ending?",
+        "Complete the story with the most sensible ending.\n{context}\n\n{options}",
+        "Read the beginning below and pick the sentence that ends it.\n\n{context}",
+        "Story so far: {context}\nLast sentence:",
+        "What is the most logical final event of this story?\n\n{context}",
     ),
-    Template(
-        "Read the beginning below and pick the sentence that follows it.\n\n{context}", options=True
-    ),
-    Template("Context: {context}\nNext:", options=True),
-    Template("What is the most logical next event?\n\n{context}", options=True),
-    Template("Continue the following text.\n\n{context}"),
-    Template(
-        "Write a passage that could come right before this ending: {answer}",
-        targets="{context}",
-        turned_around=True,
+    (
+        turned("Write a short story whose last sentence is: {answer}", "{context} {answer}"),
+        turned("Last line of a story: {answer}\n\nWrite the whole story.", "{context} {answer}"),
     ),
 )
 
@@ -87,7 +92,7 @@ def _endings_fields(offset: int = 0):
     def fn(ex):
         opts = ex["endings"]
         return {
-            "context": common.strip(ex["context"]),
+            "context": ex["context"],
             "options": opts,
             "answer": tf.gather(opts, tf.cast(ex["label"], tf.int32) - offset),
         }
@@ -96,26 +101,32 @@ def _endings_fields(offset: int = 0):
 
 
 def _hellaswag_fields(ex):
-    out = _endings_fields()(ex)
-    # Some contexts end mid-sentence: prepend the activity label for a little topic context.
-    out["context"] = tf.strings.join([ex["activity_label"], ": ", out["context"]])
-    return out
+    # FLAN's cleaning: drop "[header] " and turn the other "[step] "-style tags into newlines.
+    context = tf.strings.regex_replace(ex["context"], r"\[header\]\s", "")
+    context = tf.strings.regex_replace(context, r"\[.*?\]\s", "\n")
+    opts = tf.strings.regex_replace(ex["endings"], r"\[.*?\]\s", "")
+    return {
+        "context": context,
+        "options": opts,
+        "answer": tf.gather(opts, tf.cast(ex["label"], tf.int32)),
+    }
 
 
-PIQA_TEMPLATES = (
-    Template("Goal: {goal}\n\nWhich is the better way to do it?", options=True),
-    Template("How would you accomplish this: {goal}", options=True),
-    Template("{goal}\n\nChoose the more sensible solution.", options=True),
-    Template("Pick the method that achieves the goal below.\n\n{goal}\n\n{options}", options=True),
-    Template("What is the best way to {goal_lower}", options=True),
-    Template("Here is a goal: {goal}\nWhich solution makes more sense?", options=True),
-    Template("Physical commonsense: {goal}", options=True),
-    Template("To reach this goal, which would you do?\n{goal}", options=True),
-    Template("Describe how to do the following: {goal}"),
-    Template(
-        "Solution: {answer}\n\nWhat goal does this solution achieve?",
-        targets="{goal}",
-        turned_around=True,
+PIQA_TEMPLATES = arrange(
+    "piqa",
+    (
+        "Goal: {goal}\n\nWhich is the better way to do it?",
+        "How would you accomplish this: {goal}",
+        "{goal}\n\nChoose the more sensible solution.",
+        "Pick the method that achieves the goal below.\n\n{goal}\n\n{options}",
+        "What is the best way to {goal_lower}",
+        "Here is a goal: {goal}\nWhich solution makes more sense?",
+        "Physical commonsense: {goal}",
+        "To reach this goal, which would you do?\n{goal}",
+    ),
+    (
+        turned("Name an everyday task that needs some knowledge of how objects behave.", "{goal}"),
+        turned("Give an example of a practical goal someone might want to reach.", "{goal}"),
     ),
 )
 
@@ -149,7 +160,8 @@ SPECS = (
             "answer",
         ),
         templates=COPA_TEMPLATES,
-        splits=common.hidden(large=False, holdout=50),
+        splits=splits("copa"),
+        primary_metric="accuracy",
         description="Choice of Plausible Alternatives: the cause or effect of a premise",
     ),
     TaskSpec(
@@ -158,9 +170,10 @@ SPECS = (
         source=TfdsSource("hellaswag:1.1.0"),
         fields_fn=_hellaswag_fields,
         fields=("context", "options", "answer"),
-        templates=ENDING_TEMPLATES,
-        splits=common.hidden(large=True),
+        templates=HELLASWAG_TEMPLATES,
+        splits=splits("hellaswag"),
         filter_fn=common.label_ok(num_classes=4),
+        primary_metric="accuracy",
         description="HellaSwag: the most plausible continuation of an activity description",
     ),
     TaskSpec(
@@ -170,7 +183,8 @@ SPECS = (
         fields_fn=_piqa_fields,
         fields=("goal", "goal_lower", "options", "answer"),
         templates=PIQA_TEMPLATES,
-        splits=common.hidden(large=False),
+        splits=splits("piqa"),
+        primary_metric="accuracy",
         description="Physical Interaction QA: the better of two solutions to a goal",
     ),
     TaskSpec(
@@ -179,9 +193,10 @@ SPECS = (
         source=TfdsSource("story_cloze/2016:1.0.0", manual_download=STORY_CLOZE_MANUAL),
         fields_fn=_endings_fields(offset=1),  # AnswerRightEnding is 1-based
         fields=("context", "options", "answer"),
-        templates=ENDING_TEMPLATES,
+        templates=STORY_TEMPLATES,
         # No train split: FLAN trains on the validation stories; dev = their last 200.
-        splits=common.hidden(large=False, train="validation", test="test"),
+        splits=splits("story_cloze"),
+        primary_metric="accuracy",
         filter_fn=lambda ex: tf.logical_and(ex["label"] >= 1, ex["label"] <= 2),
         description="Story Cloze Test 2016: the right ending of a four-sentence story",
     ),

@@ -6,37 +6,29 @@ import tensorflow as tf
 
 from flan_jax.registry import TaskSpec
 from flan_jax.sources import TfdsSource
-from flan_jax.templates import Template
 
 from . import common
+from .common import arrange, turned
+from .flan_reference import splits
 
 NO_YES = ("no", "yes")
 UNANSWERABLE = "unanswerable"
 
-BOOLQ_TEMPLATES = (
-    Template("{passage}\n\nBased on the passage, {question}?", options=True),
-    Template(
+BOOLQ_TEMPLATES = arrange(
+    "bool_q",
+    (
+        "{passage}\n\nBased on the passage, {question}?",
         "Read the text and answer the yes/no question.\n\n{title}: {passage}\n\n"
         "Question: {question}?",
-        options=True,
-    ),
-    Template("{title}\n\n{passage}\n\nIs it true that {question}?", options=True),
-    Template("Passage: {passage}\n\nAfter reading this, {question}?\n\n{options}", options=True),
-    Template(
+        "{title}\n\n{passage}\n\nIs it true that {question}?",
+        "Passage: {passage}\n\nAfter reading this, {question}?\n\n{options}",
         "Answer the question using the article.\n\nArticle: {passage}\nQuestion: {question}?",
-        options=True,
-    ),
-    Template("{passage}\n\nQ: {question}?", options=True),
-    Template(
+        "{passage}\n\nQ: {question}?",
         "Here is some text about {title}: {passage}\n\nCan we say that the answer to "
         '"{question}" is yes?',
-        options=True,
-    ),
-    Template("According to the following, {question}?\n\n{passage}", options=True),
-    Template(
-        "{passage}\n\nWrite a yes/no question about this passage whose answer is {answer}.",
-        targets="{question}?",
-        turned_around=True,
+        "According to the following, {question}?\n\n{passage}",
+        "{title}. {passage}\n\nYes or no: {question}?",
+        "Use the passage to decide.\n{passage}\n\n{question}?",
     ),
 )
 
@@ -52,24 +44,43 @@ def _boolq_fields(ex):
     }
 
 
-EXTRACTIVE_TEMPLATES = (
-    Template("{context}\n\nAnswer this question based on the passage: {question}"),
-    Template("Read this and answer the question.\n\n{context}\n\n{question}"),
-    Template("Passage: {context}\nQuestion: {question}\nAnswer:"),
-    Template("{title}\n{context}\n\nQ: {question}"),
-    Template("Answer the question using the text.\n\nText: {context}\n\nQuestion: {question}"),
-    Template("{context}\n\nFrom the passage above, {question_lower}"),
-    Template("Here is an article about {title}:\n\n{context}\n\nPlease answer: {question}"),
-    Template("Given the context, answer: {question}\n\nContext: {context}"),
-    Template(
-        '{context}\n\nWrite a question about the passage whose answer is "{answer}".',
-        targets="{question}",
-        turned_around=True,
+EXTRACTIVE_ORIGINALS = (
+    "{context}\n\nAnswer this question based on the passage: {question}",
+    "Read this and answer the question.\n\n{context}\n\n{question}",
+    "Passage: {context}\nQuestion: {question}\nAnswer:",
+    "{title}\n{context}\n\nQ: {question}",
+    "Answer the question using the text.\n\nText: {context}\n\nQuestion: {question}",
+    "{context}\n\nFrom the passage above, {question_lower}",
+    "Here is an article about {title}:\n\n{context}\n\nPlease answer: {question}",
+    "Given the context, answer: {question}\n\nContext: {context}",
+)
+SQUAD_V1_TEMPLATES = arrange(
+    "squad_v1",
+    EXTRACTIVE_ORIGINALS,
+    (
+        turned("Write a question about {title}.", "{question}"),
+        turned("{context}\n\nWhat is this article's title?", "{title}"),
     ),
-    Template(
-        'Ask a question about {title} that "{answer}" answers, using this text:\n\n{context}',
-        targets="{question}",
-        turned_around=True,
+)
+
+# SQuAD 2.0: every template says what to answer when the text holds no answer (FLAN's do too).
+_IF_NONE = f'If the passage does not answer it, reply "{UNANSWERABLE}".'
+SQUAD_V2_TEMPLATES = arrange(
+    "squad_v2",
+    (
+        f"{{context}}\n\nAnswer this question based on the passage. {_IF_NONE}\n{{question}}",
+        f"Read this and answer the question. {_IF_NONE}\n\n{{context}}\n\n{{question}}",
+        f'Passage: {{context}}\nQuestion: {{question}}\nAnswer (or "{UNANSWERABLE}"):',
+        f"{{title}}\n{{context}}\n\nQ: {{question}}\n({_IF_NONE})",
+        f"Answer the question using the text. {_IF_NONE}\n\nText: {{context}}\n\n"
+        "Question: {question}",
+        f"{{context}}\n\nFrom the passage above, {{question_lower}} ({_IF_NONE})",
+        f"Here is an article about {{title}}:\n\n{{context}}\n\nPlease answer if you can; "
+        f'otherwise say "{UNANSWERABLE}": {{question}}',
+        f"Given the context, answer: {{question}}\n{_IF_NONE}\n\nContext: {{context}}",
+        f'{{context}}\n\nIs this question answerable from the text? If so answer it, if not write "{UNANSWERABLE}".\n{{question}}',
+        f'Some questions about a text have no answer in it; for those, say "{UNANSWERABLE}".'
+        "\n\n{context}\n\n{question}",
     ),
 )
 
@@ -102,19 +113,22 @@ def _squad_fields(v2: bool):
     return fn
 
 
-DROP_TEMPLATES = tuple(
-    Template(
-        t.inputs.replace("{title}\n", "").replace(" about {title}", ""),
-        t.targets,
-        turned_around=t.turned_around,
-    )
-    for t in EXTRACTIVE_TEMPLATES
+DROP_TEMPLATES = arrange(
+    "drop",
+    tuple(
+        t.replace("{title}\n", "").replace(" about {title}", "") for t in EXTRACTIVE_ORIGINALS[:7]
+    ),
+    (
+        turned("Write a passage that answers this question: {question}", "{context}"),
+        turned("Write a question about the following passage: {context}", "{question}"),
+        turned("{context}\n\nAsk a question that needs some counting or arithmetic.", "{question}"),
+    ),
 )
 
 
 def _drop_fields(ex):
     question = common.strip(ex["question"])
-    refs = tf.concat([tf.reshape(ex["answer"], [1]), ex["validated_answers"]], axis=0)
+    refs = tf.reshape(ex["answer"], [1])  # FLAN scores DROP against its one answer
     return {
         "context": ex["passage"],
         "question": question,
@@ -124,79 +138,57 @@ def _drop_fields(ex):
     }
 
 
-MULTIRC_TEMPLATES = (
-    Template(
+MULTIRC_TEMPLATES = arrange(
+    "multirc",
+    (
         '{paragraph}\n\nQuestion: "{question}"\n\nResponse: "{response}"\n\nDoes the '
         "response correctly answer the question?",
-        options=True,
-    ),
-    Template(
         "Read the passage, then decide if the answer is correct.\n\n{paragraph}\n\n"
         "Q: {question}\nA: {response}",
-        options=True,
-    ),
-    Template(
         '{paragraph}\n\nBased on the paragraph, is "{response}" a correct answer to "{question}"?',
-        options=True,
-    ),
-    Template(
         "Paragraph: {paragraph}\nQuestion: {question}\nCandidate answer: {response}\n\n"
         "Is the candidate right?\n\n{options}",
-        options=True,
-    ),
-    Template(
         '{paragraph}\n\nSomeone was asked "{question}" and replied "{response}". Were '
         "they correct?",
-        options=True,
-    ),
-    Template(
         'Consider this text:\n{paragraph}\n\nIf asked "{question}", would "{response}" '
         "be a valid answer?",
-        options=True,
-    ),
-    Template(
-        '{paragraph}\n\n{question}\nIs "{response}" true according to the passage?', options=True
-    ),
-    Template(
+        '{paragraph}\n\n{question}\nIs "{response}" true according to the passage?',
         "Check the answer against the passage.\n\nPassage: {paragraph}\nQuestion: "
         "{question}\nAnswer: {response}",
-        options=True,
     ),
-    Template(
-        '{paragraph}\n\nWrite a question about the paragraph to which "{response}" is a '
-        "{verdict} answer.",
-        targets="{question}",
-        turned_around=True,
+    (
+        turned("{paragraph}\n\nWhat could a reader ask about this paragraph?", "{question}"),
+        turned("Write a question about the following paragraph.\n\n{paragraph}", "{question}"),
     ),
 )
 
 
 def _multirc_fields(ex):
     opts, answer = common.pick(NO_YES, ex["label"])
-    _, verdict = common.pick(("wrong", "correct"), ex["label"])
     return {
         "paragraph": ex["paragraph"],
         "question": ex["question"],
         "response": ex["answer"],
         "options": opts,
         "answer": answer,
-        "verdict": verdict,
     }
 
 
-OBQA_TEMPLATES = (
-    Template("{question}", options=True),
-    Template("Use elementary science knowledge to answer.\n\n{question}", options=True),
-    Template("Fact: {fact}\n\nQuestion: {question}", options=True),
-    Template("Given that {fact_lower}, {question_lower}", options=True),
-    Template("Complete the statement: {question}", options=True),
-    Template("Q: {question}\n\n{options}\n\nA:", options=True),
-    Template('Knowing that "{fact}", how would one answer "{question}"?', options=True),
-    Template("Pick the correct answer.\n{question}", options=True),
-    Template(
-        '{fact}\n\nWrite a question that tests this fact and has the answer "{answer}".',
-        targets="{question}",
-        turned_around=True,
+OBQA_TEMPLATES = arrange(
+    "openbookqa",
+    (
+        "{question}",
+        "Use elementary science knowledge to answer.\n\n{question}",
+        "Fact: {fact}\n\nQuestion: {question}",
+        "Given that {fact_lower}, {question_lower}",
+        "Complete the statement: {question}",
+        "Q: {question}\n\n{options}\n\nA:",
+        'Knowing that "{fact}", how would one answer "{question}"?',
+    ),
+    (
+        turned('Which fact would help answer this question: "{question}"', "{fact}"),
+        turned("State a scientific fact.", "{fact}"),
+        turned("Write a sentence that teaches a fact about nature.", "{fact}"),
     ),
 )
 
@@ -228,10 +220,11 @@ def _squad(v2: bool) -> TaskSpec:
         source=TfdsSource(f"squad/{version}:3.0.0"),
         fields_fn=_squad_fields(v2),
         fields=SQUAD_FIELDS,
-        templates=EXTRACTIVE_TEMPLATES,
+        templates=SQUAD_V2_TEMPLATES if v2 else SQUAD_V1_TEMPLATES,
         metrics=SQUAD_METRICS,
         postprocessor=common.references_postprocessor,
-        splits=common.hidden(large=True),
+        splits=splits("squad_v2" if v2 else "squad_v1"),
+        primary_metric="f1",
         description=f"SQuAD {version}: extractive QA over Wikipedia"
         + (" (unanswerable questions answered 'unanswerable')" if v2 else ""),
     )
@@ -245,7 +238,8 @@ SPECS = (
         fields_fn=_boolq_fields,
         fields=("passage", "question", "title", "options", "answer"),
         templates=BOOLQ_TEMPLATES,
-        splits=common.hidden(large=False),
+        splits=splits("bool_q"),
+        primary_metric="accuracy",
         description="BoolQ: yes/no questions about a Wikipedia passage",
     ),
     TaskSpec(
@@ -257,7 +251,8 @@ SPECS = (
         templates=DROP_TEMPLATES,
         metrics=SQUAD_METRICS,
         postprocessor=common.references_postprocessor,
-        splits=common.hidden(large=True, test="dev"),
+        splits=splits("drop"),
+        primary_metric="f1",
         description="DROP: discrete reasoning (counting, arithmetic) over paragraphs",
     ),
     TaskSpec(
@@ -265,10 +260,11 @@ SPECS = (
         cluster="reading_comprehension",
         source=TfdsSource("super_glue/multirc:1.0.2"),
         fields_fn=_multirc_fields,
-        fields=("paragraph", "question", "response", "options", "answer", "verdict"),
+        fields=("paragraph", "question", "response", "options", "answer"),
         templates=MULTIRC_TEMPLATES,
         rank_metrics=common.RANK_F1,
-        splits=common.hidden(large=False),
+        splits=splits("multirc"),
+        primary_metric="accuracy",
         description="MultiRC: is a candidate answer to a multi-sentence question correct",
     ),
     TaskSpec(
@@ -278,7 +274,8 @@ SPECS = (
         fields_fn=_obqa_fields,
         fields=("question", "question_lower", "fact", "fact_lower", "options", "answer"),
         templates=OBQA_TEMPLATES,
-        splits=common.labelled(),
+        splits=splits("openbookqa"),
+        primary_metric="accuracy",
         description="OpenBookQA: elementary science questions with a supporting fact",
     ),
     _squad(v2=False),

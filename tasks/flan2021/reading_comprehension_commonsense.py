@@ -6,29 +6,26 @@ import tensorflow as tf
 
 from flan_jax.registry import TaskSpec
 from flan_jax.sources import TfdsSource
-from flan_jax.templates import Template
 
 from . import common
+from .common import arrange, turned
+from .flan_reference import splits
 
-COSMOS_TEMPLATES = (
-    Template("{context}\n\nQuestion: {question}", options=True),
-    Template("{context}\n\nAnswer the following question about the text: {question}", options=True),
-    Template(
+COSMOS_TEMPLATES = arrange(
+    "cosmos_qa",
+    (
+        "{context}\n\nQuestion: {question}",
+        "{context}\n\nAnswer the following question about the text: {question}",
         "Read the story and choose the best answer.\n\n{context}\n\n{question}\n\n{options}",
-        options=True,
+        "Context: {context}\nQ: {question}\nWhich answer is most plausible?",
+        "{context}\n\nUsing common sense, {question_lower}",
+        "Here is a short personal narrative:\n{context}\n\n{question}",
+        "{question}\n\nAnswer based on this passage:\n{context}",
+        'Consider the following: {context}\nWhat is the best answer to "{question}"?',
     ),
-    Template("Context: {context}\nQ: {question}\nWhich answer is most plausible?", options=True),
-    Template("{context}\n\nUsing common sense, {question_lower}", options=True),
-    Template("Here is a short personal narrative:\n{context}\n\n{question}", options=True),
-    Template("{question}\n\nAnswer based on this passage:\n{context}", options=True),
-    Template(
-        'Consider the following: {context}\nWhat is the best answer to "{question}"?', options=True
-    ),
-    Template("{context}\n\n{question}"),
-    Template(
-        '{context}\n\nWrite a question about this story whose answer is "{answer}".',
-        targets="{question}",
-        turned_around=True,
+    (
+        turned("Write a question about this story.\n\n{context}", "{question}"),
+        turned("{context}\n\nWhat might a reader ask after reading this?", "{question}"),
     ),
 )
 
@@ -51,42 +48,39 @@ def _cosmos_fields(ex):
     }
 
 
-RECORD_TEMPLATES = (
-    Template("{passage}\n\nWhich entity fills the blank (@placeholder) in: {query}", options=True),
-    Template(
-        "Read the news article and complete the sentence.\n\n{passage}\n\n{query}", options=True
-    ),
-    Template(
-        '{passage}\n\nWhat should replace @placeholder in the following?\n"{query}"', options=True
-    ),
-    Template(
-        "Article:\n{passage}\n\nSentence with a gap: {query}\nWho or what is missing?", options=True
-    ),
-    Template("{passage}\n\nFill in @placeholder: {query}\n\n{options}", options=True),
-    Template('Based on the text below, complete "{query}".\n\n{passage}', options=True),
-    Template("{passage}\n\nQuery: {query}\nAnswer:", options=True),
-    Template(
-        'Here is an article:\n{passage}\n\nWhat does @placeholder refer to in "{query}"?',
-        options=True,
-    ),
-    Template('{passage}\n\nWhat is @placeholder in "{query}"?'),
-    Template(
-        '{passage}\n\nWrite a sentence about the article in which "{answer}" is '
-        "replaced by @placeholder.",
-        targets="{query}",
-        turned_around=True,
+# ReCoRD as FLAN frames it: the query up to the blank is shown, and each option is an entity
+# followed by the rest of the query, so choosing an option completes the passage.
+RECORD_TEMPLATES = arrange(
+    "record",
+    (
+        "Finish the last sentence of this news story.\n\n{passage}\n\n{query}",
+        "{passage}\n\n{query}",
+        "{passage}\n\nHow should this sentence continue?\n{query}",
+        "Read the article and pick the right continuation.\n\n{passage}\n\n{query}",
+        "Article:\n{passage}\n\nComplete: {query}",
+        "{passage}\n\nWhich ending fits this sentence best?\n{query}",
+        "Here is a news article:\n{passage}\n\nNow continue the summary sentence: {query}",
+        "Based on the text below, complete the sentence.\n\n{passage}\n\n{query}",
+        "{passage}\n\nChoose the most logical completion: {query}",
+        "News: {passage}\n\nSentence start: {query}\nEnding:",
     ),
 )
 
 
 def _record_fields(ex):
-    passage = tf.strings.regex_replace(ex["passage"], r"@highlight\n", "- ")
+    # The passage without its highlights; the query split at the placeholder.
+    passage = tf.strings.split(ex["passage"], "\n@highlight")[0]
+    parts = tf.concat([tf.strings.split(ex["query"], "@placeholder"), [""]], axis=0)
+    rest = parts[1]
+    options = tf.strings.join([ex["entities"], tf.fill(tf.shape(ex["entities"]), rest)])
+    answers = tf.strings.join([ex["answers"], tf.fill(tf.shape(ex["answers"]), rest)])
     return {
         "passage": passage,
-        "query": ex["query"],
-        "options": ex["entities"],
-        "answer": common.first(ex["answers"]),
-        "references": ex["answers"],
+        "query": common.strip(parts[0]),
+        "options": options,
+        "answer": common.first(answers),
+        # Every gold answer counts: rank classification marks an option correct if it is any.
+        "references": answers,
     }
 
 
@@ -98,7 +92,8 @@ SPECS = (
         fields_fn=_cosmos_fields,
         fields=("context", "question", "question_lower", "options", "answer"),
         templates=COSMOS_TEMPLATES,
-        splits=common.hidden(large=False),
+        splits=splits("cosmos_qa"),
+        primary_metric="accuracy",
         description="CosmosQA: commonsense questions about everyday narratives",
     ),
     TaskSpec(
@@ -110,7 +105,8 @@ SPECS = (
         templates=RECORD_TEMPLATES,
         metrics=common.metric("squad"),
         postprocessor=common.references_postprocessor,
-        splits=common.hidden(large=True),
+        splits=splits("record"),
+        primary_metric="accuracy",
         filter_fn=lambda ex: tf.size(ex["answers"]) > 0,
         description="ReCoRD: fill the masked entity of a news summary sentence",
     ),

@@ -1,0 +1,253 @@
+"""Training throughput of a Llama-family model: our jitted train step against `transformers`'
+PyTorch `LlamaForCausalLM` with the same shapes, in the same run.
+
+    .venv/bin/python bench/llm_throughput.py                 # CPU: "small", ~2-4 minutes on 2 cores
+    .venv/bin/python bench/llm_throughput.py --size smollm2-135m --batch 8 --gpu
+
+Model: `--size small` (the default, sized for a CPU) is a Llama with d_model 256, 4 layers,
+4 heads over 2 K/V heads of 64, d_ff 768, vocab 8192, untied; any `llama` preset name (e.g.
+smollm2-135m) works too. Both sides get the same synthetic FLAN-style rows: inputs then targets
+in one sequence (192 + 64 tokens by default), every token real, the loss on the targets only
+(ours: seqio's prefix-LM batch with loss weights; theirs: labels -100 on the inputs), AdamW
+(lr 1e-4, betas 0.9/0.999, eps 1e-8, no weight decay), f32 on CPU; with `--gpu`, bf16
+activations over f32 params on both sides (ours: `dtype="bfloat16"`; theirs: autocast).
+Ours runs on one device (extra virtual CPU devices would only split the same cores); torch uses
+all cores. One step compiles / warms up, then N steps are timed, each waited for; tokens/s use
+the best timed step (other processes on a shared machine only add time), the mean beside it.
+
+Prints progress on stderr, then one JSON line on stdout: tokens/s ours and theirs, and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from flan_jax import optim, partitioning, train_step
+from flan_jax.models import LlamaConfig, build_model, llama_config, param_count
+
+SMALL = dict(
+    vocab_size=8192,
+    d_model=256,
+    num_heads=4,
+    num_kv_heads=2,
+    head_dim=64,
+    d_ff=768,
+    num_layers=4,
+    tie_word_embeddings=False,
+    bos_token_id=None,
+)
+LR = 1e-4
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def synthetic_rows(
+    batch: int, lengths: dict[str, int], vocab: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens [b, S], target mask [b, S]): random real tokens, inputs then targets."""
+    rng = np.random.default_rng(seed)
+    total = lengths["inputs"] + lengths["targets"]
+    tokens = rng.integers(2, vocab, (batch, total), dtype=np.int32)
+    is_target = np.zeros((batch, total), np.int32)
+    is_target[:, lengths["inputs"] :] = 1
+    return tokens, is_target
+
+
+def timed_steps(step, steps: int) -> tuple[float, float]:
+    """(best, mean) seconds per blocking call of ``step()``, after one warm-up call."""
+    step()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return min(times), sum(times) / len(times)
+
+
+def ours(config: LlamaConfig, batch: int, lengths: dict[str, int], steps: int) -> dict:
+    cfg = train_step.TrainConfig(
+        model_dir="/unused",
+        mixture_or_task_name="synthetic",
+        task_feature_lengths=lengths,
+        train_steps=1_000_000,
+        batch_size=batch,
+        model=config,
+        mesh=partitioning.MeshConfig(data=1),
+        optimizer=optim.OptimizerConfig(name="adamw", learning_rate=LR),
+        pack=False,
+    )
+    layout = partitioning.Layout.build(cfg.mesh, jax.devices()[:1])
+    model = build_model(config)
+    schedule = optim.make_schedule(cfg.optimizer, cfg.train_steps)
+    tx = optim.make_optimizer(cfg.optimizer, cfg.train_steps)
+    _, shardings, dummy, rng = train_step.build_state_shardings(model, tx, cfg, layout)
+    with layout.context():
+        params = jax.jit(
+            lambda r: nn.unbox(model.init(r, **dummy)["params"]), out_shardings=shardings["params"]
+        )(rng)
+        opt_state = jax.jit(tx.init, out_shardings=shardings["opt_state"])(params)
+        step_fn = jax.jit(
+            train_step.make_train_step(model, tx, cfg, schedule),
+            in_shardings=(shardings, partitioning.batch_sharding(layout.mesh)),
+            out_shardings=(shardings, partitioning.replicated(layout.mesh)),
+            donate_argnums=(0,),
+        )
+    tokens, is_target = synthetic_rows(batch, lengths, config.vocab_size)
+    host_batch = {
+        "decoder_target_tokens": tokens,
+        "decoder_input_tokens": np.pad(tokens, ((0, 0), (1, 0)))[:, :-1],
+        "decoder_loss_weights": is_target,
+        # The prefix-LM marker (inputs plus one position); these models ignore it (causal).
+        "decoder_causal_attention": np.broadcast_to(
+            np.arange(tokens.shape[1]) <= lengths["inputs"], tokens.shape
+        ).astype(np.int32),
+    }
+    global_batch = jax.device_put(host_batch, partitioning.batch_sharding(layout.mesh))
+    holder: dict[str, Any] = {
+        "state": {
+            "step": jax.device_put(jnp.zeros((), jnp.int32), shardings["step"]),
+            "params": params,
+            "opt_state": opt_state,
+        }
+    }
+    losses: list[float] = []
+
+    def one_step() -> None:
+        with layout.context():
+            holder["state"], metrics = step_fn(holder["state"], global_batch)
+        losses.append(float(jax.block_until_ready(metrics)["loss"]))
+
+    start = time.perf_counter()
+    best, mean = timed_steps(one_step, steps)
+    log(
+        f"  ours: {best:.3f} s/step (mean {mean:.3f}; {time.perf_counter() - start:.0f}s with "
+        f"compile), loss {losses[0]:.3f} -> {losses[-1]:.3f}"
+    )
+    return {"step_s": best, "mean_step_s": mean, "loss_first": losses[0], "loss_last": losses[-1]}
+
+
+def theirs(
+    config: LlamaConfig, batch: int, lengths: dict[str, int], steps: int, gpu: bool
+) -> dict | None:
+    import torch
+    import transformers
+
+    device = "cuda" if gpu and torch.cuda.is_available() else "cpu"
+    if gpu and device == "cpu":
+        log("  theirs: skipped (torch sees no CUDA device)")
+        return None
+    torch.manual_seed(0)
+    torch.set_num_threads(os.cpu_count() or 1)
+    hf_config = transformers.LlamaConfig(
+        vocab_size=config.vocab_size,
+        hidden_size=config.d_model,
+        intermediate_size=config.d_ff,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_kv_heads,
+        head_dim=config.head_dim,
+        rms_norm_eps=config.norm_epsilon,
+        rope_theta=config.rope_theta,
+        tie_word_embeddings=config.tie_word_embeddings,
+        max_position_embeddings=max(config.max_position_embeddings, sum(lengths.values())),
+    )
+    model = transformers.LlamaForCausalLM(hf_config).to(device).train()
+    n = sum(p.numel() for p in model.parameters())
+    if n != param_count(config):
+        raise RuntimeError(f"transformers' Llama has {n} params, ours {param_count(config)}")
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=LR, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0
+    )
+    tokens, is_target = synthetic_rows(batch, lengths, config.vocab_size)
+    ids = torch.from_numpy(tokens).long().to(device)
+    # transformers shifts labels itself: label j is predicted from positions < j.
+    labels = torch.from_numpy(np.where(is_target > 0, tokens, -100)).long().to(device)
+    losses: list[float] = []
+
+    def step() -> None:
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+            out = model(input_ids=ids, labels=labels)
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(out.loss.detach().item())  # waits for the device
+
+    start = time.perf_counter()
+    best, mean = timed_steps(step, steps)
+    log(
+        f"  theirs ({device}, torch {torch.__version__}, {torch.get_num_threads()} threads): "
+        f"{best:.3f} s/step (mean {mean:.3f}; {time.perf_counter() - start:.0f}s), loss "
+        f"{losses[0]:.3f} -> {losses[-1]:.3f}"
+    )
+    return {
+        "step_s": best,
+        "mean_step_s": mean,
+        "loss_first": losses[0],
+        "loss_last": losses[-1],
+        "device": device,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", default="small", help="'small' or a llama preset name")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--inputs", type=int, default=192)
+    parser.add_argument("--targets", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps (after one warm-up)")
+    parser.add_argument("--gpu", action="store_true", help="bf16 activations, CUDA for torch")
+    args = parser.parse_args()
+
+    gpu = args.gpu or jax.default_backend() == "gpu"
+    if args.size == "small":
+        config = LlamaConfig(**SMALL)
+    else:
+        config = llama_config(args.size)
+    if gpu:
+        config = dataclasses.replace(config, dtype="bfloat16")
+    lengths = {"inputs": args.inputs, "targets": args.targets}
+    tokens_per_step = args.batch * (args.inputs + args.targets)
+    log(
+        f"Llama {args.size}: {param_count(config) / 1e6:.1f}M params, batch {args.batch} x "
+        f"{args.inputs}+{args.targets} tokens, {args.steps} timed steps, backend "
+        f"{jax.default_backend()}"
+    )
+    mine = ours(config, args.batch, lengths, args.steps)
+    ref = theirs(config, args.batch, lengths, args.steps, gpu)
+    result: dict[str, Any] = {
+        "bench": "llm_train_throughput",
+        "family": "llama",
+        "size": args.size,
+        "params": param_count(config),
+        "batch": args.batch,
+        "lengths": lengths,
+        "dtype": config.dtype,
+        "backend": jax.default_backend(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "ours": {**mine, "tokens_per_s": tokens_per_step / mine["step_s"]},
+        "theirs": None,
+        "ratio_ours_over_theirs": None,
+    }
+    if ref is not None:
+        result["theirs"] = {**ref, "tokens_per_s": tokens_per_step / ref["step_s"]}
+        result["ratio_ours_over_theirs"] = ref["step_s"] / mine["step_s"]
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

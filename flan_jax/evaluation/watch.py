@@ -1,0 +1,298 @@
+"""`flan-jax eval --watch MODEL_DIR`: an eval job that follows a training run.
+
+Evaluates every committed checkpoint of MODEL_DIR as it appears, oldest first, each into its
+own report directory (``MODEL_DIR/eval/step_<N>``, as `flan-jax eval` writes it), and stops
+once the run's final step (TRAIN_STEPS of its newest launch) is evaluated. A step whose
+report directory already holds a complete evaluation of the same names and splits
+(``metrics.json``, written last) is skipped, so a watcher that was preempted resumes where it
+stopped. Across steps it keeps a summary in ``MODEL_DIR/eval/summary``: TensorBoard scalars
+(per cluster and split), ``summary.json`` and ``heldout_vs_step.png``.
+
+The watcher can run on the training slice or on another one (any mesh: checkpoints hold
+global arrays). With several processes, process 0 looks at MODEL_DIR and tells the others
+what to do next, so every process evaluates the same step at the same time; only process 0
+writes. The params of one step at a time are on the devices.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
+from flan_jax import checkpoints, models, naming, partitioning, run_dir, vocab
+from flan_jax.evaluation import aggregate, decoding, evaluator, jobs
+
+log = logging.getLogger("flan_jax.evaluation.watch")
+
+_WAIT, _STOP = -1, -2  # what process 0 tells the others besides "evaluate step N"
+SUMMARY_JSON = "summary.json"
+SUMMARY_PLOT = "heldout_vs_step.png"
+
+
+class NotAModelDir(ValueError):
+    """--watch was given a directory that is not a training run's MODEL_DIR."""
+
+
+def check_model_dir(path: str) -> run_dir.RunDir:
+    """The RunDir of `path`, refused in one line unless it holds a run record (run.json)."""
+    run = run_dir.RunDir(path)
+    if not run.path.is_dir():
+        raise NotAModelDir(
+            f"--watch {path}: no such directory; pass the MODEL_DIR of a training run (start "
+            "the watcher once the trainer has written MODEL_DIR/run.json)"
+        )
+    if not run.record_path.exists():
+        raise NotAModelDir(
+            f"--watch {path} is not a MODEL_DIR (no {run_dir.RECORD}); pass the MODEL_DIR of a "
+            "training run, or evaluate one checkpoint with --gin.CHECKPOINT_PATH"
+        )
+    run.read_record()  # a damaged record is one line too
+    return run
+
+
+_STEPS_PATTERNS = (
+    re.compile(r"^TrainConfig\.train_steps\s*=\s*(\d+)\s*$", re.M),
+    re.compile(r"^TRAIN_STEPS\s*=\s*(\d+)\s*$", re.M),
+)
+
+
+def final_step(run: run_dir.RunDir) -> int | None:
+    """TRAIN_STEPS of the run's newest launch (its operative config; a resume may train
+    longer), else the run record's; None when neither says."""
+    for path in reversed(run.config_paths()):
+        text = path.read_text()
+        for pattern in _STEPS_PATTERNS:
+            found = pattern.search(text)
+            if found:
+                return int(found.group(1))
+    record = run.read_record() or {}
+    steps = record.get("config", {}).get("train_steps")
+    return int(steps) if isinstance(steps, int) else None
+
+
+def _agree(value: int) -> int:
+    """Process 0's `value` on every process."""
+    if jax.process_count() == 1:
+        return value
+    return int(multihost_utils.broadcast_one_to_all(np.int32(value)))
+
+
+def cluster_scores(
+    metrics: Mapping[str, Mapping[str, Mapping[str, float]]], vocabulary: Any
+) -> dict[str, dict[str, float]]:
+    """Per split, per cluster: the mean over datasets of the mean over templates of the
+    primary metric (FLAN's cluster score)."""
+    results = evaluator.template_results(metrics, vocabulary)
+    out = {}
+    for split in metrics:
+        summary = aggregate.aggregate(results, report_split=split)
+        out[split] = {c: float(v["mean"]) for c, v in summary["clusters"].items()}
+    return out
+
+
+def read_summary(summary_dir: str) -> dict[int, dict[str, dict[str, float]]]:
+    """The per-step cluster scores of an earlier summary.json (empty when there is none)."""
+    import json
+
+    path = os.path.join(summary_dir, SUMMARY_JSON)
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path) as f:
+            return {int(s): v for s, v in json.load(f)["steps"].items()}
+    except (json.JSONDecodeError, KeyError, ValueError):
+        return {}  # rebuilt from the steps' own metrics
+
+
+def write_summary(
+    summary_dir: str,
+    scores: Mapping[int, Mapping[str, Mapping[str, float]]],
+    heldout: Sequence[str],
+) -> dict[str, str]:
+    """summary.json (every step's cluster scores) and a plot of each cluster's score vs step
+    on the report split (`test` when evaluated, else the first split); held-out clusters drawn
+    solid, held-in ones dashed."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless
+    import matplotlib.pyplot as plt
+
+    os.makedirs(summary_dir, exist_ok=True)
+    steps = sorted(scores)
+    splits = list(scores[steps[0]]) if steps else []
+    split = aggregate.REPORT_SPLIT if aggregate.REPORT_SPLIT in splits else splits[0]
+    record = {
+        "report_split": split,
+        "heldout": list(heldout),
+        "steps": {str(s): scores[s] for s in steps},
+    }
+    json_path = os.path.join(summary_dir, SUMMARY_JSON)
+    with open(json_path + ".tmp", "w") as f:
+        json.dump(record, f, indent=2, sort_keys=True)
+    os.replace(json_path + ".tmp", json_path)
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    clusters = sorted({c for s in steps for c in scores[s][split]}, key=lambda c: c not in heldout)
+    for cluster in clusters:
+        xs = [s for s in steps if cluster in scores[s][split]]
+        ys = [scores[s][split][cluster] for s in xs]
+        held = cluster in heldout
+        ax.plot(xs, ys, "-o" if held else "--.", label=cluster + (" (held out)" if held else ""))
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"cluster score ({split})")
+    ax.set_title("held-out cluster score vs step")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    plot_path = os.path.join(summary_dir, SUMMARY_PLOT)
+    fig.savefig(plot_path, dpi=100)
+    plt.close(fig)
+    return {"json": json_path, "plot": plot_path}
+
+
+def watch(
+    cfg: jobs.EvalConfig,
+    model_dir: str,
+    *,
+    poll_seconds: float = 60.0,
+    layout: partitioning.Layout | None = None,
+    on_step: Callable[[int, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Evaluates MODEL_DIR's checkpoints as they are committed, until its final step.
+
+    `cfg` says what to evaluate (its checkpoint_path is ignored); reports go to
+    ``cfg.output_dir/step_<N>`` when it is set, else ``MODEL_DIR/eval/step_<N>``.
+    `on_step(step, results)` sees each evaluation. Returns the steps evaluated by this call,
+    the steps skipped (already evaluated) and the final step.
+    """
+    run = check_model_dir(model_dir)
+    partitioning.init_distributed()
+    layout = layout or partitioning.Layout.build(cfg.mesh)  # a bad mesh: one line, here
+    is_host0 = jax.process_index() == 0
+    vocabulary = vocab.get_vocabulary(cfg.vocabulary)
+    names = jobs.eval_names(
+        cfg.mixture_or_task_name, vocabulary, cfg.include_heldin, cfg.heldin_clusters
+    )
+    for name in names:
+        evaluator.resolve_eval_tasks(name, cfg.splits, vocabulary)
+    heldout = naming.parse_name(cfg.mixture_or_task_name).heldout or ()
+
+    def step_dir(step: int) -> str:
+        if cfg.output_dir:
+            return os.path.join(cfg.output_dir, f"step_{step}")
+        return run.eval_dir(step)
+
+    summary_dir = (
+        os.path.join(cfg.output_dir, "summary") if cfg.output_dir else run.eval_summary_dir()
+    )
+
+    def evaluated(step: int) -> dict[str, Any] | None:
+        record = evaluator.read_metrics(step_dir(step))
+        if record and record.get("names") == names and set(cfg.splits) <= set(record["splits"]):
+            return record
+        return None
+
+    unusable: set[int] = set()  # steps gone or corrupted by the time we got to them
+
+    def next_action() -> int:
+        final = final_step(run)
+        steps = checkpoints.committed_steps(run.path)
+        for step in steps:
+            if step not in unusable and evaluated(step) is None:
+                return step
+        if final is not None and steps and steps[-1] >= final:
+            return _STOP
+        return _WAIT
+
+    model = models.build_model(cfg.model)
+    suite = evaluator.EvalSuite(
+        model,
+        names,
+        cfg.task_feature_lengths,
+        cfg.splits,
+        vocabulary=vocabulary,
+        num_examples=cfg.num_examples,
+    )
+    writer = _metric_writer(summary_dir, is_host0)
+    decode = decoding.DecodeConfig(method=cfg.decode_method, num_beams=cfg.num_beams)
+    done: list[int] = []
+    already = [s for s in checkpoints.committed_steps(run.path) if evaluated(s) is not None]
+    if already:
+        log.info("steps already evaluated (skipped): %s", already)
+    waiting_since = None
+    try:
+        while True:
+            action = _agree(next_action() if is_host0 else 0)
+            if action == _STOP:
+                break
+            if action == _WAIT:
+                if waiting_since is None:
+                    waiting_since = time.monotonic()
+                    log.info(
+                        "waiting for the next checkpoint in %s (final step %s)",
+                        run,
+                        final_step(run),
+                    )
+                time.sleep(poll_seconds)
+                continue
+            waiting_since = None
+            step = action
+            path = run.step_dir(step)
+            try:
+                params = jobs.load_params(cfg.model, str(path), layout)
+            except (FileNotFoundError, checkpoints.CheckpointCorrupted) as e:
+                # Retention may delete a step before a lagging watcher reaches it.
+                log.warning("skipping step %d: %s", step, str(e).splitlines()[0])
+                unusable.add(step)
+                continue
+            log.info("evaluating step %d (%s) -> %s", step, path, step_dir(step))
+            results = suite.evaluate(
+                model,
+                params,
+                layout,
+                cfg.batch_size,
+                step_dir(step),
+                decode_config=decode,
+                normalize=cfg.length_normalize,
+                bucket=cfg.bucket,
+            )
+            del params  # one step's params on the devices at a time
+            done.append(step)
+            scores = cluster_scores(results["metrics"], vocabulary)
+            if is_host0:
+                scalars = {
+                    f"{split}/{cluster}": value
+                    for split, clusters in scores.items()
+                    for cluster, value in clusters.items()
+                }
+                writer.write_scalars(step, scalars)
+                writer.flush()
+                # Earlier steps from the summary so far (their checkpoints may be gone), then
+                # every evaluated step still here (some may predate this watcher).
+                all_scores = read_summary(summary_dir)
+                for s in sorted(set(checkpoints.committed_steps(run.path) + done)):
+                    record = evaluated(s)
+                    if record is not None:
+                        all_scores[s] = cluster_scores(record["metrics"], vocabulary)
+                write_summary(summary_dir, all_scores, heldout)
+            if on_step is not None:
+                on_step(step, {**results, "scores": scores, "out_dir": step_dir(step)})
+    finally:
+        suite.close()
+        writer.close()
+    return {"evaluated": done, "skipped": already, "final": final_step(run)}
+
+
+def _metric_writer(log_dir: str, is_host0: bool):
+    from clu import metric_writers
+
+    return metric_writers.create_default_writer(log_dir, just_logging=not is_host0)

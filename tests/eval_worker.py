@@ -1,0 +1,75 @@
+"""Every scoring path and decoding method on tiny random models of both families.
+
+Run as one process of a two-process job by tests/test_eval_multiprocess.py (process 0 saves
+the outputs to the .npz named on the command line); `run_all` is also called in the test's own
+process for the single-process reference.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from flan_jax import partitioning  # noqa: E402
+
+MESH = partitioning.MeshConfig(data=4, model=2)
+BATCH = 8  # several batches per call, so each process feeds several shares
+
+
+def run_all(
+    layout: partitioning.Layout, bucket: bool = True, families: tuple[str, ...] = ("t5", "lm")
+) -> dict[str, np.ndarray]:
+    """{"<family>_<path or method>": scores or tokens} for T5 and the decoder-only LM."""
+    import jax.numpy as jnp
+    from test_scoring import LENGTHS, host_params, make_rows, placed
+
+    from flan_jax.evaluation import decoding, scoring
+    from flan_jax.models import build_model, decoder_config, t5_config
+
+    # Vocab 260: the logits split over model=2 (rows draw ids below 259).
+    t5 = t5_config("tiny", vocab_size=260, num_encoder_layers=1, num_decoder_layers=1)
+    lm = decoder_config("tiny", vocab_size=260, num_layers=1)
+
+    rows = make_rows(seed=3)
+    prompts = [r["inputs"] for r in rows]  # repeated prompts too: each decoded on its own
+    methods = {
+        "greedy": decoding.DecodeConfig(),
+        "sample": decoding.DecodeConfig("sample", temperature=1.0, top_k=20, seed=3),
+        "beam": decoding.DecodeConfig("beam", num_beams=3),
+    }
+    tok = jnp.ones((1, 4), jnp.int32)
+    out = {}
+    for family, config in (("t5", t5), ("lm", lm)):
+        if family not in families:
+            continue
+        model = build_model(config)
+        args = (tok, tok) if family == "t5" else (tok,)
+        params = placed(model, host_params(model, *args, seed=5), layout)
+        for shared in (True, False):
+            key = f"{family}_{'shared' if shared else 'per_option'}"
+            out[key] = scoring.score_rows(
+                model, params, rows, layout, BATCH, LENGTHS, shared=shared, bucket=bucket
+            )
+        for name, cfg in methods.items():
+            out[f"{family}_{name}"] = decoding.decode_rows(
+                model, params, prompts, layout, BATCH, LENGTHS, cfg, bucket=bucket
+            )
+    return out
+
+
+if __name__ == "__main__":
+    partitioning.init_distributed(
+        os.environ["FLAN_JAX_COORDINATOR"],
+        int(os.environ["FLAN_JAX_NUM_PROCESSES"]),
+        int(os.environ["FLAN_JAX_PROCESS_ID"]),
+    )
+    import jax
+
+    outputs = run_all(partitioning.Layout.build(MESH))
+    if jax.process_index() == 0:
+        np.savez(sys.argv[1], **outputs)
+    print("worker done", jax.process_index(), flush=True)

@@ -1,0 +1,175 @@
+"""Evaluation over two processes x 4 CPU devices equals the single-process 8-device run.
+
+* every scoring path (shared input, per option) and decoding method (greedy, sample, beam) of
+  both model families, called directly (tests/eval_worker.py in two processes);
+* `flan-jax eval` of a tiny trained checkpoint on the demo held-out and held-in mixtures
+  through launch/local_multiprocess.py: the same results.json and per-example outputs;
+* length bucketing changes no score or token.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from eval_worker import MESH, run_all
+
+from flan_jax import cli, partitioning
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The processes get their device count from the launcher, not from the test's XLA_FLAGS.
+ENV = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+SMALL = [
+    "--gin_file=experiments/demo_smoke.gin",
+    "--gin.TASK_FEATURE_LENGTHS={'inputs': 64, 'targets': 8}",
+    "--gin.T5Config.num_encoder_layers=1",
+    "--gin.T5Config.num_decoder_layers=1",
+    "--gin.MeshConfig.data=4",
+    "--gin.MeshConfig.model=2",
+]
+
+
+@pytest.fixture(scope="module")
+def single():
+    """run_all on this process's 8 devices: the reference."""
+    return run_all(partitioning.Layout.build(MESH))
+
+
+def _assert_same(a: dict, b: dict) -> None:
+    assert set(a) == set(b)
+    for key in a:
+        if a[key].dtype.kind == "f":
+            np.testing.assert_allclose(a[key], b[key], atol=1e-5, rtol=0, err_msg=key)
+        else:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+@pytest.mark.slow
+def test_every_path_on_two_processes_equals_one(single, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for i in range(2):
+        env = dict(
+            ENV,
+            JAX_PLATFORMS="cpu",
+            XLA_FLAGS="--xla_force_host_platform_device_count=4",
+            FLAN_JAX_COORDINATOR=f"127.0.0.1:{port}",
+            FLAN_JAX_NUM_PROCESSES="2",
+            FLAN_JAX_PROCESS_ID=str(i),
+        )
+        cmd = [sys.executable, os.path.join(ROOT, "tests", "eval_worker.py"), str(tmp_path / "o")]
+        log = open(tmp_path / f"p{i}.log", "w")  # noqa: SIM115 (closed below)
+        procs.append((subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log))
+    try:
+        codes = [p.wait(timeout=600) for p, _ in procs]
+    finally:
+        for p, log in procs:
+            if p.poll() is None:
+                p.kill()
+            log.close()
+    logs = "\n".join((tmp_path / f"p{i}.log").read_text()[-3000:] for i in range(2))
+    assert codes == [0, 0], logs
+    multi = dict(np.load(tmp_path / "o.npz"))
+    _assert_same(single, multi)
+    # The outputs are real: sampled tokens differ from greedy ones, scores differ by row.
+    assert not np.array_equal(multi["t5_sample"], multi["t5_greedy"])
+    assert len(set(np.round(multi["lm_shared"], 3))) > 5
+
+
+@pytest.mark.slow
+def test_length_buckets_change_no_score_or_token(single):
+    # One family is enough: the bucketing is the family-independent batching.
+    unbucketed = run_all(partitioning.Layout.build(MESH), bucket=False, families=("t5",))
+    _assert_same({k: v for k, v in single.items() if k.startswith("t5_")}, unbucketed)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny T5 (1 layer per stack) trained for 2 steps on the demo held-out-NLI mixture."""
+    run = tmp_path_factory.mktemp("trained") / "run"
+    argv = [
+        "train",
+        *SMALL,
+        f'--gin.MODEL_DIR="{run}"',
+        "--gin.TRAIN_STEPS=2",
+        "--gin.BATCH_SIZE=8",
+        "--gin.TrainConfig.progress_bar=False",
+    ]
+    assert cli.main(argv) == 0
+    return run / "2"
+
+
+def _eval_args(checkpoint, out_dir) -> list[str]:
+    return [
+        "eval",
+        *SMALL,
+        f'--gin.CHECKPOINT_PATH="{checkpoint}"',
+        "--include_heldin",
+        "--gin.EvalConfig.heldin_clusters=('sentiment',)",
+        "--gin.EvalConfig.num_examples=6",
+        f'--gin.EvalConfig.output_dir="{out_dir}"',
+    ]
+
+
+def _examples(out_dir) -> dict:
+    found = {}
+    for path in sorted(out_dir.glob("examples/*/*.jsonl")):
+        found[str(path.relative_to(out_dir))] = [
+            json.loads(x) for x in path.read_text().split("\n") if x
+        ]
+    return found
+
+
+def _close(a, b, where: str = "") -> None:
+    """Equal JSON, floats within 1e-5."""
+    if isinstance(a, float) or isinstance(b, float):
+        assert a == pytest.approx(b, abs=1e-5), where
+    elif isinstance(a, dict):
+        assert set(a) == set(b), where
+        for k in a:
+            _close(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _close(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+@pytest.mark.slow
+def test_eval_on_two_processes_writes_the_single_process_report(checkpoint, tmp_path):
+    assert cli.main(_eval_args(checkpoint, tmp_path / "one")) == 0
+    cmd = [
+        sys.executable,
+        os.path.join(ROOT, "launch", "local_multiprocess.py"),
+        "--num_processes=2",
+        "--devices_per_process=4",
+        f"--log_dir={tmp_path / 'logs'}",
+        "--timeout=600",
+        "--",
+        *_eval_args(checkpoint, tmp_path / "two"),
+        "--gin.CPU_DEVICES=None",
+    ]
+    done = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=700)
+    logs = [(tmp_path / "logs" / f"process_{i}.log").read_text() for i in range(2)]
+    assert done.returncode == 0, done.stdout + "\n".join(t[-3000:] for t in logs)
+    one, two = tmp_path / "one", tmp_path / "two"
+    summary = json.loads((one / "results.json").read_text())
+    assert set(summary["clusters"]) == {"nli", "sentiment"}
+    _close(summary, json.loads((two / "results.json").read_text()), "results.json")
+    _close(
+        json.loads((one / "metrics.json").read_text()),
+        json.loads((two / "metrics.json").read_text()),
+    )
+    examples = _examples(one)
+    assert len(examples) >= 2 * 4  # splits x datasets, at least one template each
+    _close(examples, _examples(two), "examples")
+    for name in ("results.md", "nli.png", "sentiment.png"):
+        assert (two / name).exists(), name

@@ -1,0 +1,172 @@
+"""`flan-jax eval --watch MODEL_DIR` following a two-process training run with periodic eval.
+
+The watcher (one process, 8 devices) evaluates each checkpoint as the trainer (two processes x
+4 devices) commits it and exits after the final step; the trainer's periodic eval of step 2
+equals the watcher's evaluation of checkpoint 2; a second watcher finds nothing left to do.
+Bad input is one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from flan_jax import cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+SMALL = [
+    "--gin_file=experiments/demo_smoke.gin",
+    "--gin.TASK_FEATURE_LENGTHS={'inputs': 64, 'targets': 8}",
+    "--gin.T5Config.num_encoder_layers=1",
+    "--gin.T5Config.num_decoder_layers=1",
+    "--gin.MeshConfig.data=4",
+    "--gin.MeshConfig.model=2",
+]
+
+
+def _one_line_error(argv, capsys) -> str:
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_watch_bad_input_is_one_line(tmp_path, capsys):
+    plain = tmp_path / "not_a_run"
+    plain.mkdir()
+    err = _one_line_error(["eval", *SMALL, "--watch", str(plain)], capsys)
+    assert "is not a MODEL_DIR (no run.json)" in err
+    err = _one_line_error(["eval", *SMALL, "--watch", str(tmp_path / "missing")], capsys)
+    assert "no such directory" in err
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"version": 1, "config": {"train_steps": 4}}))
+    err = _one_line_error(["eval", *SMALL, "--watch", str(run), "--gin.MeshConfig.data=3"], capsys)
+    assert "mesh data=3 x fsdp=1 x model=2 needs 6 devices but 8 are available" in err
+    err = _one_line_error(
+        ["eval", *SMALL, "--watch", str(run), f'--gin.CHECKPOINT_PATH="{run}/2"'], capsys
+    )
+    assert "drop --gin.CHECKPOINT_PATH" in err
+    assert sorted(p.name for p in run.iterdir()) == ["run.json"]  # nothing written
+
+
+def test_eval_mesh_that_does_not_fit_is_one_line(tmp_path, capsys):
+    params = tmp_path / "params"
+    params.mkdir()
+    argv = ["eval", *SMALL, f'--gin.CHECKPOINT_PATH="{params}"', "--gin.MeshConfig.data=-1"]
+    argv.append("--gin.MeshConfig.model=3")
+    err = _one_line_error(argv, capsys)
+    assert "8 devices are not divisible by fsdp=1 x model=3" in err
+
+
+def _examples(out_dir) -> dict:
+    return {
+        p.name: [json.loads(x) for x in p.read_text().splitlines() if x]
+        for p in sorted(out_dir.glob("examples/validation/*.jsonl"))
+    }
+
+
+def _close(a, b, where: str = "") -> None:
+    """Equal JSON, floats within 1e-5."""
+    if isinstance(a, float) or isinstance(b, float):
+        assert a == pytest.approx(b, abs=1e-5), where
+    elif isinstance(a, dict):
+        assert set(a) == set(b), where
+        for k in a:
+            _close(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _close(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+@pytest.mark.slow
+def test_watch_follows_a_two_process_run_with_periodic_eval(tmp_path, capsys):
+    run, watched = tmp_path / "run", tmp_path / "watched"
+    train = [
+        sys.executable,
+        os.path.join(ROOT, "launch", "local_multiprocess.py"),
+        "--num_processes=2",
+        "--devices_per_process=4",
+        f"--log_dir={tmp_path / 'logs'}",
+        "--timeout=900",
+        "--",
+        "train",
+        *SMALL,
+        f'--gin.MODEL_DIR="{run}"',
+        "--gin.CPU_DEVICES=None",
+        "--gin.TRAIN_STEPS=4",
+        "--gin.BATCH_SIZE=8",
+        "--gin.EVAL_EVERY=2",
+        "--gin.TrainConfig.save_every=2",
+        "--gin.TrainConfig.progress_bar=False",
+    ]
+    watch = [
+        "eval",
+        *SMALL,
+        "--watch",
+        str(run),
+        "--poll_seconds=1",
+        "--gin.EvalConfig.splits=('validation',)",
+        f'--gin.EvalConfig.output_dir="{watched}"',
+    ]
+    trainer = subprocess.Popen(
+        train, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    watcher = None
+    try:
+        deadline = time.monotonic() + 600
+        while not (run / "run.json").exists():  # the watcher starts once the run exists
+            assert trainer.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "flan_jax.cli", *watch],
+            cwd=ROOT,
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        train_out, _ = trainer.communicate(timeout=900)
+        watch_out, _ = watcher.communicate(timeout=900)
+    finally:
+        for p in (trainer, watcher):
+            if p is not None and p.poll() is None:
+                p.kill()
+    logs = "\n".join((tmp_path / "logs" / f"process_{i}.log").read_text()[-3000:] for i in range(2))
+    assert trainer.returncode == 0, train_out + logs
+    assert watcher.returncode == 0, watch_out[-5000:]
+    assert "[eval] step 2 (validation): nli " in watch_out, watch_out[-3000:]
+    assert "[eval] step 4 (validation): nli " in watch_out, watch_out[-3000:]
+    assert "to its final step 4: evaluated steps [2, 4]" in watch_out, watch_out[-3000:]
+
+    # The periodic eval inside the two-process run == the watcher's eval of checkpoint 2.
+    periodic, followed = run / "eval" / "step_2", watched / "step_2"
+    _close(
+        json.loads((periodic / "metrics.json").read_text()),
+        json.loads((followed / "metrics.json").read_text()),
+        "metrics",
+    )
+    examples = _examples(periodic)
+    assert examples
+    _close(examples, _examples(followed), "examples")
+    assert not (run / "eval" / "step_4").exists()  # no periodic eval at the last step
+
+    summary = json.loads((watched / "summary" / "summary.json").read_text())
+    assert sorted(summary["steps"]) == ["2", "4"] and summary["heldout"] == ["nli"]
+    assert (watched / "summary" / "heldout_vs_step.png").exists()
+    assert list((watched / "summary").glob("events.out.tfevents.*"))
+
+    # A watcher started again (e.g. after its own preemption) has nothing left to evaluate.
+    capsys.readouterr()
+    assert cli.main(watch) == 0
+    assert "evaluated steps [], already evaluated [2, 4]" in capsys.readouterr().out
