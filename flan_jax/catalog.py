@@ -21,8 +21,10 @@ combination through ``flan_jax.mixing``, few-shot tasks (``:<k>shot``) through
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import inspect
+import os
 import pkgutil
 
 import seqio
@@ -55,6 +57,17 @@ def use_templates(setting: str | None) -> None:
                 f"this process, not {setting or 'ours'}; use one templates setting per process"
             )
     _TEMPLATES.update(setting=setting, path=path)
+
+
+def templates_identity() -> str:
+    """The templates setting of this process as a run records it: ``"ours"``, or the FLAN
+    templates file's absolute path and the SHA-256 of its content (an edited file differs)."""
+    path = _TEMPLATES["path"]
+    if path is None:
+        return "ours"
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:16]
+    return f"flan:{os.path.abspath(path)} (sha256 {digest})"
 
 
 def available_collections() -> list[str]:

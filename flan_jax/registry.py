@@ -9,7 +9,9 @@ the vocabulary it is given:
 - ``<c>:<d>:mix``: training task, each example rendered with one template chosen from
   (template seed, position in the stream), exactly even over every block of n examples;
 - ``<c>:<d>:t<i>:rank``: for templates with options, one row per (example, option) with the
-  example's group id ``idx`` and ``is_correct``, so a scorer can take the argmax per group.
+  example's group id ``idx`` and ``is_correct``, so a scorer can take the argmax per group; a
+  ``fields_fn`` that also returns ``group`` (e.g. MultiRC's question id, shared by several
+  examples) has it carried on every row, for metrics that score whole groups of examples.
 
 Registration does no I/O: data sources open when a dataset is first read. Looking collections up
 by name (and importing their modules) is ``flan_jax.catalog``'s job; training variants and
@@ -29,6 +31,10 @@ from flan_jax import hf_vocab, naming, templates
 from flan_jax import metrics as metrics_lib
 from flan_jax.sources import Source
 from flan_jax.templates import ANSWER_FIELD, OPTIONS_FIELD, Template, TemplateError
+
+# Optional field of a fields_fn: an integer id shared by examples that a metric scores together
+# (MultiRC: the answers of one question). Rank rows carry it as the 4th field of their target.
+GROUP_FIELD = "group"
 
 # Our split names: `validation` is FLAN's dev split (used to pick the best template).
 SPLITS = ("train", "validation", "test")
@@ -220,24 +226,29 @@ def _rank_preprocessor(template: Template) -> Callable[[tf.data.Dataset], tf.dat
             correct = tf.reduce_any(tf.equal(options[:, None], gold[None, :]), axis=1)
         else:
             correct = tf.equal(options, ex[ANSWER_FIELD])
-        return tf.data.Dataset.from_tensor_slices(
-            {
-                "inputs": tf.fill([n], inputs),
-                "targets": targets,
-                "idx": tf.fill([n], ex["idx"]),
-                "option_index": tf.range(n),
-                "is_correct": correct,
-            }
-        )
+        rows = {
+            "inputs": tf.fill([n], inputs),
+            "targets": targets,
+            "idx": tf.fill([n], ex["idx"]),
+            "option_index": tf.range(n),
+            "is_correct": correct,
+        }
+        if GROUP_FIELD in ex:
+            rows[GROUP_FIELD] = tf.fill([n], tf.cast(ex[GROUP_FIELD], tf.int64))
+        return tf.data.Dataset.from_tensor_slices(rows)
 
     return lambda ds: ds.flat_map(rows)
 
 
 def rank_postprocessor(target: Any, example: Mapping[str, Any] | None = None, is_target=False):
-    """For rank tasks the 'target' seen by metrics is (group id, option index, is correct)."""
+    """For rank tasks the 'target' seen by metrics is (example id, option index, is correct),
+    plus the example's ``group`` as a 4th field when its dataset has one."""
     if not is_target:
         return target
-    return int(example["idx"]), int(example["option_index"]), bool(example["is_correct"])
+    row = int(example["idx"]), int(example["option_index"]), bool(example["is_correct"])
+    if GROUP_FIELD in example:
+        return (*row, int(example[GROUP_FIELD]))
+    return row
 
 
 def _text_postprocessor(spec: TaskSpec) -> Callable[..., Any]:

@@ -522,6 +522,17 @@ def test_record_rank_counts_any_gold_answer(mocked):
     }  # fmt: skip
 
 
+def test_multirc_rank_rows_carry_the_question_for_exact_match(mocked):
+    rows = _examples("flan2021:multirc:t0:rank", "test")
+    task = seqio.get_mixture_or_task("flan2021:multirc:t0:rank")
+    targets = [task.postprocess_fn(r["targets"], example=r, is_target=True) for r in rows]
+    assert all(len(t) == 4 and t[3] == int(r["group"]) for t, r in zip(targets, rows, strict=True))
+    scores = [1.0 if t[1] == 1 else 0.0 for t in targets]  # always answers "yes"
+    (metric,) = task.metric_fns
+    out = metric(targets, scores)
+    assert set(out) == {"accuracy", "exact_match", "f1a"}
+
+
 @pytest.mark.parametrize("cluster", sorted(C.clusters))
 def test_inspect_heldout_training_mixture_without_data(cluster, capsys, tmp_path, monkeypatch):
     from flan_jax import cli

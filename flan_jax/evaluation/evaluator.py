@@ -166,8 +166,8 @@ def _spec_for(name: str, vocabulary: seqio.Vocabulary) -> registry.TaskSpec | No
 
 
 def check_rank_task(name: str, vocabulary: seqio.Vocabulary) -> None:
-    """Fails with one line when `name` asks for rank classification of a template or dataset
-    without options (only templates that show options get a ``:rank`` task)."""
+    """Fails with one line when `name` asks for rank classification of a dataset without options
+    or of a template whose target is not the chosen option (a turned-around template)."""
     parsed = naming.parse_name(name)
     if parsed.is_mixture or not parsed.rank:
         return
@@ -183,8 +183,9 @@ def check_rank_task(name: str, vocabulary: seqio.Vocabulary) -> None:
     if parsed.template is not None and parsed.template < len(spec.templates):
         if not spec.templates[parsed.template].is_rankable:
             raise EvalError(
-                f"task '{name}': template {parsed.template} of '{spec.name}' shows no options, "
-                f"so it has no rank task; evaluate '{generative}' or a template with options"
+                f"task '{name}': template {parsed.template} of '{spec.name}' does not answer with "
+                f"one of the options (turned around), so it has no rank task; evaluate "
+                f"'{generative}' or an original-task template"
             )
 
 

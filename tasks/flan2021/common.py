@@ -105,6 +105,8 @@ def metric(*names: str) -> tuple[Callable, ...]:
 ACCURACY = (metrics_lib.exact_match,)
 # Rank-classification accuracy plus binary F1 of option 1 (the options are ("no", "yes")).
 RANK_F1 = (metrics_lib.rank_classification_f1,)
+# MultiRC: accuracy, F1 over all answers (F1a) and exact match over questions (T5's metrics).
+RANK_MULTIRC = (metrics_lib.rank_classification_multirc,)
 
 
 def references_postprocessor(text: str, example: Mapping | None = None, is_target: bool = False):

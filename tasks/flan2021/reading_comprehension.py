@@ -171,6 +171,8 @@ def _multirc_fields(ex):
         "response": ex["answer"],
         "options": opts,
         "answer": answer,
+        # The question id (unique over a split) groups its answers for MultiRC's exact match.
+        "group": ex["idx"]["question"],
     }
 
 
@@ -262,7 +264,7 @@ SPECS = (
         fields_fn=_multirc_fields,
         fields=("paragraph", "question", "response", "options", "answer"),
         templates=MULTIRC_TEMPLATES,
-        rank_metrics=common.RANK_F1,
+        rank_metrics=common.RANK_MULTIRC,
         splits=splits("multirc"),
         primary_metric="accuracy",
         description="MultiRC: is a candidate answer to a multi-sentence question correct",
