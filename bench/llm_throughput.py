@@ -16,6 +16,7 @@ all cores. One step compiles / warms up, then N steps are timed, each waited for
 the best timed step (other processes on a shared machine only add time), the mean beside it.
 
 Prints progress on stderr, then one JSON line on stdout: tokens/s ours and theirs, and the ratio.
+`measure()` is also bench/train_throughput.py's Llama row (with MFU against its measured peak).
 """
 
 from __future__ import annotations
@@ -35,7 +36,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from flan_jax import optim, partitioning, train_step
-from flan_jax.models import LlamaConfig, build_model, llama_config, param_count
+from flan_jax.models import (
+    LlamaConfig,
+    build_model,
+    llama_config,
+    param_count,
+    train_flops_per_example,
+)
 
 SMALL = dict(
     vocab_size=8192,
@@ -202,6 +209,56 @@ def theirs(
     }
 
 
+def measure(
+    size: str = "small",
+    batch: int = 8,
+    lengths: dict[str, int] | None = None,
+    steps: int = 5,
+    gpu: bool = False,
+    hf: bool = True,
+    peak_flops: float | None = None,
+) -> dict[str, Any]:
+    """Ours and (with `hf`) transformers' Llama train step on the same shapes: the result row
+    (tokens/s, MFU when `peak_flops` is given, the ratio ours / theirs). Also called by
+    bench/train_throughput.py for its Llama row."""
+    lengths = lengths or {"inputs": 192, "targets": 64}
+    config = LlamaConfig(**SMALL) if size == "small" else llama_config(size)
+    if gpu:
+        config = dataclasses.replace(config, dtype="bfloat16")
+    tokens_per_step = batch * (lengths["inputs"] + lengths["targets"])
+    flops_per_step = train_flops_per_example(config, lengths) * batch
+    log(
+        f"Llama {size}: {param_count(config) / 1e6:.1f}M params, batch {batch} x "
+        f"{lengths['inputs']}+{lengths['targets']} tokens, {steps} timed steps, backend "
+        f"{jax.default_backend()}"
+    )
+
+    def summarize(run: dict[str, Any]) -> dict[str, Any]:
+        out = {**run, "tokens_per_s": round(tokens_per_step / run["step_s"], 1)}
+        if peak_flops:
+            out["mfu"] = round(flops_per_step / run["step_s"] / peak_flops, 4)
+        return out
+
+    mine = ours(config, batch, lengths, steps)
+    ref = theirs(config, batch, lengths, steps, gpu) if hf else None
+    result: dict[str, Any] = {
+        "family": "llama",
+        "size": size,
+        "params": param_count(config),
+        "batch": batch,
+        "lengths": lengths,
+        "dtype": config.dtype,
+        "optimizer": f"AdamW (lr {LR}, no weight decay)",
+        "ours": summarize(mine),
+        "theirs": None,
+        "ratio_ours_over_theirs": None,
+    }
+    if ref is not None:
+        result["theirs"] = summarize(ref)
+        result["ratio_ours_over_theirs"] = round(ref["step_s"] / mine["step_s"], 2)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="small", help="'small' or a llama preset name")
@@ -213,39 +270,15 @@ def main() -> None:
     args = parser.parse_args()
 
     gpu = args.gpu or jax.default_backend() == "gpu"
-    if args.size == "small":
-        config = LlamaConfig(**SMALL)
-    else:
-        config = llama_config(args.size)
-    if gpu:
-        config = dataclasses.replace(config, dtype="bfloat16")
     lengths = {"inputs": args.inputs, "targets": args.targets}
-    tokens_per_step = args.batch * (args.inputs + args.targets)
-    log(
-        f"Llama {args.size}: {param_count(config) / 1e6:.1f}M params, batch {args.batch} x "
-        f"{args.inputs}+{args.targets} tokens, {args.steps} timed steps, backend "
-        f"{jax.default_backend()}"
-    )
-    mine = ours(config, args.batch, lengths, args.steps)
-    ref = theirs(config, args.batch, lengths, args.steps, gpu)
+    row = measure(args.size, args.batch, lengths, args.steps, gpu)
     result: dict[str, Any] = {
         "bench": "llm_train_throughput",
-        "family": "llama",
-        "size": args.size,
-        "params": param_count(config),
-        "batch": args.batch,
-        "lengths": lengths,
-        "dtype": config.dtype,
+        **row,
         "backend": jax.default_backend(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
-        "ours": {**mine, "tokens_per_s": tokens_per_step / mine["step_s"]},
-        "theirs": None,
-        "ratio_ours_over_theirs": None,
     }
-    if ref is not None:
-        result["theirs"] = {**ref, "tokens_per_s": tokens_per_step / ref["step_s"]}
-        result["ratio_ours_over_theirs"] = ref["step_s"] / mine["step_s"]
     print(json.dumps(result))
 
 

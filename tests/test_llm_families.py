@@ -3,10 +3,11 @@
 For each family a small random `transformers` model with awkward shapes (grouped-query attention
 with several K/V groups, head_dim != d_model / heads, 3 layers, tied and untied heads, Llama 3
 rope scaling in effect) is saved as safetensors and imported once per module. Checked: logits
-within 1e-4 of transformers in f32 (also on a packed batch), greedy tokens through our decoding
-path, summed option log-likelihoods through our scorer, export -> transformers reload, import ->
-export -> import identity, tokenizer files and id conventions, training on the demo collection
-over a data x model mesh, preflight, and one-line CLI errors.
+within 1e-4 of transformers in f32 (also on a packed batch), greedy and beam-search tokens
+through our decoding path (and sampling), summed option log-likelihoods through our scorer,
+export -> transformers reload, import -> export -> import identity, tokenizer files and id
+conventions, training on the demo collection over a data x model mesh, preflight, and one-line
+CLI errors. The command-line recipe (convert, train, eval, export) is tests/test_llm_cli.py.
 """
 
 from __future__ import annotations
@@ -239,6 +240,50 @@ def test_greedy_tokens_match_transformers(hf, name):
         with layout.context():
             got = decoding.decode_rows(module, params, inputs, layout, 2, lengths, config)
         np.testing.assert_array_equal(got, np.stack(expected), err_msg=f"use_cache={use_cache}")
+
+
+def test_beam_search_and_sampling_on_a_rope_family(hf):
+    """Beam search gives transformers' tokens (3 beams, no length penalty), the same with and
+    without the KV cache (beams reorder the cache); top-1 sampling is greedy; a hot sample is
+    not."""
+    from flan_jax.evaluation import decoding
+
+    model, _, imported = hf["llama"]
+    inputs = [list(_tokens(11, (1, n))[0]) for n in (9, 4, 7)]
+    steps = 6
+    module = models.build_model(imported.config)
+    layout = _layout()
+    params = layout.place(imported.params, models.abstract_params(imported.config))
+    lengths = {"inputs": 10, "targets": steps}
+
+    def decode(**kwargs):
+        config = decoding.DecodeConfig(eos_id=EOS, **kwargs)
+        with layout.context():
+            return decoding.decode_rows(module, params, inputs, layout, 2, lengths, config)
+
+    beam = decode(method="beam", num_beams=3, alpha=0.0)
+    expected = []
+    for row in inputs:
+        with torch.no_grad():
+            out = model.generate(
+                torch.tensor([[BOS, *row]]),
+                max_new_tokens=steps,
+                do_sample=False,
+                num_beams=3,
+                length_penalty=0.0,
+                eos_token_id=EOS,
+                pad_token_id=0,
+            )[0, len(row) + 1 :].numpy()
+        expected.append(np.pad(out, (0, steps - len(out))))
+    np.testing.assert_array_equal(beam, np.stack(expected))
+    np.testing.assert_array_equal(
+        decode(method="beam", num_beams=3, alpha=0.0, use_cache=False), beam
+    )
+
+    greedy = decode(method="greedy")
+    np.testing.assert_array_equal(decode(method="sample", temperature=1.5, top_k=1), greedy)
+    sample = decode(method="sample", temperature=2.0, seed=4)
+    assert sample.shape == greedy.shape and not np.array_equal(sample, greedy)
 
 
 @pytest.mark.parametrize("name", FAMILIES)

@@ -54,7 +54,9 @@ def cmd_convert(args: argparse.Namespace) -> None:
     if args.vocabulary:
         model.vocabulary = args.vocabulary
     conversion.save_imported(args.out, model)
+    # The recorded vocabulary: an `hf:` one names the tokenizer files copied beside the weights.
+    _, vocabulary = conversion.read_model_config(args.out)
     print(
-        f"wrote {args.out}: {conversion.describe(model.config)}, vocabulary {model.vocabulary}; "
+        f"wrote {args.out}: {conversion.describe(model.config)}, vocabulary {vocabulary}; "
         "use it as INITIAL_CHECKPOINT_PATH"
     )

@@ -59,6 +59,7 @@ __all__ = [
     "ConversionError",
     "Converter",
     "ImportedModel",
+    "check_initial_checkpoint",
     "config_from_json",
     "converter_for",
     "describe",
@@ -248,6 +249,40 @@ def read_model_config(path: PathLike) -> tuple[models.ModelConfig, str | None]:
         )
     meta = json.loads(file.read_text())
     return config_from_json(meta), meta.get("vocabulary")
+
+
+# Run options that may differ between an imported checkpoint's config and the model trained from
+# it (the weights are the same).
+_RUN_OPTIONS = frozenset({"dtype", "param_dtype", "remat", "dropout_rate"})
+
+
+def check_initial_checkpoint(path: PathLike, config: models.ModelConfig) -> None:
+    """Refuses, in one line, a model config (gin's MODEL) that is not the one recorded with an
+    imported checkpoint (its model_config.json): shapes, rotary settings and token ids must agree.
+    Checkpoints without a model_config.json (training steps, save_params) are not checked."""
+    if not (epath.Path(path) / MODEL_CONFIG_FILE).exists():
+        return
+    recorded, _ = read_model_config(path)
+    if type(recorded) is not type(config):
+        family = models.family_of(recorded).name
+        raise ConversionError(
+            f"INITIAL_CHECKPOINT_PATH {path} holds a {describe(recorded)}, but MODEL is a "
+            f"{type(config).__name__}; include the model file of that family and size "
+            f"(gin/models/{family}_*.gin)"
+        )
+    differ = [
+        f.name
+        for f in dataclasses.fields(config)
+        if f.name not in _RUN_OPTIONS and getattr(config, f.name) != getattr(recorded, f.name)
+    ]
+    if differ:
+        name = type(config).__name__
+        have = ", ".join(f"{k}={getattr(config, k)!r}" for k in differ)
+        fix = " ".join(f"--gin.{name}.{k}={getattr(recorded, k)!r}" for k in differ)
+        raise ConversionError(
+            f"MODEL ({have}) is not the model of INITIAL_CHECKPOINT_PATH {path} (see its "
+            f"{MODEL_CONFIG_FILE}); use the model file that matches it, or set {fix}"
+        )
 
 
 def _checkpoint_shapes(path: epath.Path) -> dict[str, tuple[int, ...]]:

@@ -16,11 +16,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from flan_jax.models import family
+from flan_jax.models import family, lm_decoding
 from flan_jax.models.family import ModelConfig, ModelFn, Stepper
 from flan_jax.models.layers import Array, Embed
 from flan_jax.models.losses import shift_right, target_scores
-from flan_jax.models.stack import DecoderStack, broadcast_cache, gather_rows
+from flan_jax.models.stack import SHARED_CACHE_LEAVES, DecoderStack
 
 # Key positions given to hidden cache slots: larger than any query position, so the decoder's
 # "key position <= query position" mask never shows them.
@@ -242,13 +242,7 @@ class DecoderFamily(family.Family):
         encoder_length: int | None = None,
     ) -> dict:
         del encoder_length  # no encoder
-        decoder_tokens = jnp.ones((batch_size, max_decode_length), jnp.int32)
-
-        def init(rng: jax.Array) -> dict:
-            return model.init(rng, decoder_tokens, decode=True)["cache"]
-
-        # Only the cache is returned, so XLA drops the parameter init and the forward pass.
-        return jax.jit(init)(jax.random.key(0))
+        return lm_decoding.init_cache(model, batch_size, max_decode_length)
 
     def row_scorer(self, model: DecoderOnly, prefix_lm: bool) -> ModelFn:
         def score(params, inputs, targets):
@@ -261,24 +255,10 @@ class DecoderFamily(family.Family):
     def option_scorer(self, model: DecoderOnly, prefix_lm: bool) -> ModelFn:
         """Prefills each prompt into a KV cache once and scores every option from copies."""
 
-        def score_group(params, prompt, options):
-            """One example: prompt [s], options [K, t] -> [K, 2] (vmapped over examples)."""
-            s = prompt.shape[0]
-            k, t = options.shape
-            cache, first_logits = prefill_prompt(model, params, prompt, s + 1 + t, prefix_lm)
-            cache = broadcast_cache(cache, k)
-            logits, _ = model.apply(
-                {"params": params, "cache": cache}, options, decode=True, mutable=["cache"]
-            )
-            # The prompt's last position predicts the first target token; option position j
-            # the next.
-            logits = jnp.concatenate(
-                [jnp.broadcast_to(first_logits, (k, 1, first_logits.shape[-1])), logits[:, :-1]],
-                axis=1,
-            )
-            return target_scores(logits, options)
+        def prefill(params: Any, prompt: Array, length: int) -> tuple[dict, Array]:
+            return prefill_prompt(model, params, prompt, length, prefix_lm)
 
-        return ModelFn(jax.vmap(score_group, in_axes=(None, 0, 0)), vmaps_examples=True)
+        return lm_decoding.option_scorer(model, prefill, SHARED_CACHE_LEAVES)
 
     def stepper(
         self, model: DecoderOnly, copies: int, max_len: int, use_cache: bool, prefix_lm: bool
@@ -300,69 +280,17 @@ def _lm_stepper(
     use_cache: bool,
     prefix_lm: bool,
 ) -> Stepper:
-    e, s = inputs.shape
-    n_in = jnp.sum(inputs > 0, axis=1)  # [e]
-
-    if use_cache:
-
-        def start_one(prompt):
-            cache, first = prefill_prompt(model, params, prompt, s + 1 + max_len, prefix_lm)
-            return jnp.broadcast_to(first, (copies, first.shape[-1])), broadcast_cache(
-                cache, copies
-            )
-
-        def step_one(cache, tokens):
-            logits, mutated = model.apply(
-                {"params": params, "cache": cache}, tokens[:, None], decode=True, mutable=["cache"]
-            )
-            return logits[:, 0], mutated["cache"]
-
-        def start():
-            logits, cache = jax.vmap(start_one)(inputs)  # [e, R, V], cache leaves [e, R, ...]
-            return logits.reshape(e * copies, -1), cache
-
-        def step(cache, tokens, i):
-            del i
-            logits, cache = jax.vmap(step_one)(cache, tokens.reshape(e, copies))
-            return logits.reshape(e * copies, -1), cache
-
-        def reorder(cache, rows):
-            # Beams move within their example only: per-example row indices.
-            inner = rows.reshape(e, copies) - (jnp.arange(e) * copies)[:, None]
-            return jax.vmap(gather_rows)(cache, inner)
-
-        return Stepper(start, step, reorder)
-
-    # No cache: one left-packed buffer per row, [prompt slots 0..s | generated slots s+1..].
-    # Prompt padding sits between the two parts; it is masked out (validity) and skipped by the
-    # explicit positions, so the model sees the contiguous sequence.
-    total = s + 1 + max_len
-    slots = jnp.arange(total)[None, :]
-    n_rep = jnp.repeat(n_in, copies)[:, None]  # [n, 1]
-    in_prompt = slots <= n_rep
-    valid = in_prompt | (slots > s)
-    positions = jnp.where(in_prompt, slots, jnp.where(slots > s, slots - s + n_rep, 0))
-    batch = dict(
-        decoder_target_tokens=valid.astype(jnp.int32),  # only its > 0 (validity) is used
-        decoder_positions=positions.astype(jnp.int32),
+    return lm_decoding.lm_stepper(
+        model,
+        params,
+        inputs,
+        copies,
+        max_len,
+        use_cache,
+        prefill=lambda p, prompt, length: prefill_prompt(model, p, prompt, length, prefix_lm),
+        shared=SHARED_CACHE_LEAVES,
+        prefix_lm=prefix_lm,
     )
-    if prefix_lm:
-        batch["decoder_causal_attention"] = in_prompt.astype(jnp.int32)
-
-    def full(buffer, at):
-        logits = model.apply({"params": params}, buffer, **batch)
-        return jnp.take_along_axis(logits, at[:, None, None], axis=1)[:, 0]
-
-    def start_nc():
-        prompt = jnp.repeat(jnp.pad(inputs, ((0, 0), (1, 0))), copies, axis=0)  # [n, s + 1]
-        buffer = jnp.pad(prompt, ((0, 0), (0, max_len)))
-        return full(buffer, n_rep[:, 0]), buffer
-
-    def step_nc(buffer, tokens, i):
-        buffer = jax.lax.dynamic_update_index_in_dim(buffer, tokens, s + 1 + i, axis=1)
-        return full(buffer, jnp.full((buffer.shape[0],), s + 1 + i)), buffer
-
-    return Stepper(start_nc, step_nc, lambda buf, rows: jnp.take(buf, rows, axis=0))
 
 
 FAMILY = family.register(DecoderFamily())

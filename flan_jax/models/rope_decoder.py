@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flan_jax.models import family
+from flan_jax.models import family, lm_decoding
 from flan_jax.models.family import ModelConfig, ModelFn, Stepper
 from flan_jax.models.losses import shift_right, target_scores
 
@@ -463,22 +463,14 @@ class RopeDecoder(nn.Module):
 # Cache rows (the shared index and positions stay; the K/V buffers follow their rows).
 
 
-def _is_shared(path: Any) -> bool:
-    return getattr(path[-1], "key", None) in _SHARED_CACHE
-
-
 def gather_rows(cache: Any, rows: Array) -> Any:
     """The cache with row j taken from row `rows[j]` (beam search reorders its beams)."""
-    return jax.tree_util.tree_map_with_path(
-        lambda p, x: x if _is_shared(p) else jnp.take(x, rows, axis=0), cache
-    )
+    return lm_decoding.take_rows(cache, rows, _SHARED_CACHE)
 
 
 def broadcast_cache(cache: Any, k: int) -> Any:
     """A batch-1 cache copied to k rows."""
-    return jax.tree_util.tree_map_with_path(
-        lambda p, x: x if _is_shared(p) else jnp.broadcast_to(x, (k, *x.shape[1:])), cache
-    )
+    return lm_decoding.copy_rows(cache, k, _SHARED_CACHE)
 
 
 def prefill_prompt(
@@ -598,13 +590,7 @@ class RopeDecoderFamily(family.Family):
         encoder_length: int | None = None,
     ) -> dict:
         del encoder_length  # no encoder
-        tokens = jnp.ones((batch_size, max_decode_length), jnp.int32)
-
-        def init(rng: jax.Array) -> dict:
-            return model.init(rng, tokens, decode=True)["cache"]
-
-        # Only the cache is returned, so XLA drops the parameter init and the forward pass.
-        return jax.jit(init)(jax.random.key(0))
+        return lm_decoding.init_cache(model, batch_size, max_decode_length)
 
     def row_scorer(self, model: RopeDecoder, prefix_lm: bool) -> ModelFn:
         del prefix_lm  # always causal
@@ -618,24 +604,8 @@ class RopeDecoderFamily(family.Family):
 
     def option_scorer(self, model: RopeDecoder, prefix_lm: bool) -> ModelFn:
         """Prefills each prompt once and scores every option from copies of its cache."""
-        del prefix_lm
-
-        def score_group(params, prompt, options):
-            s = prompt.shape[0]
-            n_opt, t = options.shape
-            cache, first = prefill_prompt(self, model, params, prompt, s + 1 + t)
-            logits, _ = model.apply(
-                {"params": params, "cache": broadcast_cache(cache, n_opt)},
-                options,
-                decode=True,
-                mutable=["cache"],
-            )
-            # The prompt's last position predicts option token 0; option position j the next.
-            first = jnp.broadcast_to(first, (n_opt, 1, first.shape[-1]))
-            logits = jnp.concatenate([first, logits[:, :-1]], axis=1)
-            return target_scores(logits, options)
-
-        return ModelFn(jax.vmap(score_group, in_axes=(None, 0, 0)), vmaps_examples=True)
+        del prefix_lm  # always causal
+        return lm_decoding.option_scorer(model, self._prefill(model), _SHARED_CACHE)
 
     def stepper(
         self, model: RopeDecoder, copies: int, max_len: int, use_cache: bool, prefix_lm: bool
@@ -656,64 +626,16 @@ class RopeDecoderFamily(family.Family):
         max_len: int,
         use_cache: bool,
     ) -> Stepper:
-        e, s = inputs.shape
-        if use_cache:
-
-            def start_one(prompt):
-                cache, first = prefill_prompt(self, model, params, prompt, s + 1 + max_len)
-                return (
-                    jnp.broadcast_to(first, (copies, first.shape[-1])),
-                    broadcast_cache(cache, copies),
-                )
-
-            def step_one(cache, tokens):
-                logits, mutated = model.apply(
-                    {"params": params, "cache": cache},
-                    tokens[:, None],
-                    decode=True,
-                    mutable=["cache"],
-                )
-                return logits[:, 0], mutated["cache"]
-
-            def start():
-                logits, cache = jax.vmap(start_one)(inputs)
-                return logits.reshape(e * copies, -1), cache
-
-            def step(cache, tokens, i):
-                del i
-                logits, cache = jax.vmap(step_one)(cache, tokens.reshape(e, copies))
-                return logits.reshape(e * copies, -1), cache
-
-            def reorder(cache, rows):
-                inner = rows.reshape(e, copies) - (jnp.arange(e) * copies)[:, None]
-                return jax.vmap(gather_rows)(cache, inner)
-
-            return Stepper(start, step, reorder)
-
-        # No cache: one buffer per row, [prompt slots 0..s | generated slots s+1..]; the
-        # prompt's padding is masked (validity) and skipped by the explicit positions.
-        total = s + 1 + max_len
-        slots = jnp.arange(total)[None, :]
-        n_rep = jnp.repeat(jnp.sum(inputs > 0, axis=1), copies)[:, None]
-        in_prompt = slots <= n_rep
-        valid = in_prompt | (slots > s)
-        positions = jnp.where(in_prompt, slots, jnp.where(slots > s, slots - s + n_rep, 0))
-        batch = dict(
-            decoder_target_tokens=valid.astype(jnp.int32),  # only its > 0 (validity) is used
-            decoder_positions=positions.astype(jnp.int32),
+        return lm_decoding.lm_stepper(
+            model,
+            params,
+            inputs,
+            copies,
+            max_len,
+            use_cache,
+            prefill=self._prefill(model),
+            shared=_SHARED_CACHE,
         )
 
-        def full(buffer, at):
-            logits = model.apply({"params": params}, buffer, **batch)
-            return jnp.take_along_axis(logits, at[:, None, None], axis=1)[:, 0]
-
-        def start_nc():
-            prompt = jnp.repeat(jnp.pad(inputs, ((0, 0), (1, 0))), copies, axis=0)
-            buffer = jnp.pad(prompt, ((0, 0), (0, max_len)))
-            return full(buffer, n_rep[:, 0]), buffer
-
-        def step_nc(buffer, tokens, i):
-            buffer = jax.lax.dynamic_update_index_in_dim(buffer, tokens, s + 1 + i, axis=1)
-            return full(buffer, jnp.full((buffer.shape[0],), s + 1 + i)), buffer
-
-        return Stepper(start_nc, step_nc, lambda buf, rows: jnp.take(buf, rows, axis=0))
+    def _prefill(self, model: RopeDecoder) -> lm_decoding.Prefill:
+        return lambda params, prompt, length: prefill_prompt(self, model, params, prompt, length)

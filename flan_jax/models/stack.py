@@ -222,9 +222,13 @@ class DecoderStack(nn.Module):
 # Cache rows: the shared index / key positions stay, every other leaf follows its rows.
 
 
+# The cache leaves every row shares (the write index, the key positions).
+SHARED_CACHE_LEAVES = ("cache_index", "key_positions")
+
+
 def _is_shared_leaf(path: Any) -> bool:
     name = getattr(path[-1], "key", None)
-    return name in ("cache_index", "key_positions")
+    return name in SHARED_CACHE_LEAVES
 
 
 def gather_rows(cache: Any, rows: Array) -> Any:
