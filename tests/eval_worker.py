@@ -1,7 +1,9 @@
-"""Every scoring path and decoding method on tiny random models of both families.
+"""Every scoring path and decoding method on tiny random models of both families, and the
+eval reports of generative demo tasks decoded with each method.
 
 Run as one process of a two-process job by tests/test_eval_multiprocess.py (process 0 saves
-the outputs to the .npz named on the command line); `run_all` is also called in the test's own
+the outputs to the .npz named first on the command line and writes the reports under the
+directory named second); `run_all` and `write_reports` are also called in the test's own
 process for the single-process reference.
 """
 
@@ -18,6 +20,26 @@ from flan_jax import partitioning  # noqa: E402
 
 MESH = partitioning.MeshConfig(data=4, model=2)
 BATCH = 8  # several batches per call, so each process feeds several shares
+# Generative demo tasks (the demo eval mixtures are all rank classification), two clusters.
+REPORT_TASKS = ("demo:addition:t0", "demo:reverse_word:t0")
+REPORT_LENGTHS = {"inputs": 64, "targets": 8}
+
+
+def _methods() -> dict:
+    from flan_jax.evaluation import decoding
+
+    return {
+        "greedy": decoding.DecodeConfig(),
+        "sample": decoding.DecodeConfig("sample", temperature=1.0, top_k=20, seed=3),
+        "beam": decoding.DecodeConfig("beam", num_beams=3),
+    }
+
+
+def _t5():
+    from flan_jax.models import t5_config
+
+    # Vocab 260: the logits split over model=2 (rows draw ids below 259).
+    return t5_config("tiny", vocab_size=260, num_encoder_layers=1, num_decoder_layers=1)
 
 
 def run_all(
@@ -28,19 +50,14 @@ def run_all(
     from test_scoring import LENGTHS, host_params, make_rows, placed
 
     from flan_jax.evaluation import decoding, scoring
-    from flan_jax.models import build_model, decoder_config, t5_config
+    from flan_jax.models import build_model, decoder_config
 
-    # Vocab 260: the logits split over model=2 (rows draw ids below 259).
-    t5 = t5_config("tiny", vocab_size=260, num_encoder_layers=1, num_decoder_layers=1)
+    t5 = _t5()
     lm = decoder_config("tiny", vocab_size=260, num_layers=1)
 
     rows = make_rows(seed=3)
     prompts = [r["inputs"] for r in rows]  # repeated prompts too: each decoded on its own
-    methods = {
-        "greedy": decoding.DecodeConfig(),
-        "sample": decoding.DecodeConfig("sample", temperature=1.0, top_k=20, seed=3),
-        "beam": decoding.DecodeConfig("beam", num_beams=3),
-    }
+    methods = _methods()
     tok = jnp.ones((1, 4), jnp.int32)
     out = {}
     for family, config in (("t5", t5), ("lm", lm)):
@@ -61,6 +78,35 @@ def run_all(
     return out
 
 
+def write_reports(layout: partitioning.Layout, out_dir: str) -> None:
+    """`flan-jax eval`'s reports (results.json, metrics.json, per-example JSONL) of
+    REPORT_TASKS with the random T5 of `run_all`, one directory per decoding method."""
+    import jax.numpy as jnp
+    from test_scoring import host_params, placed
+
+    from flan_jax import vocab
+    from flan_jax.evaluation import evaluator
+    from flan_jax.models import build_model
+
+    model = build_model(_t5())
+    tok = jnp.ones((1, 4), jnp.int32)
+    params = placed(model, host_params(model, tok, tok, seed=5), layout)
+    for name, cfg in _methods().items():
+        evaluator.evaluate_mixture(
+            model,
+            params,
+            layout,
+            list(REPORT_TASKS),
+            REPORT_LENGTHS,
+            ("validation", "test"),
+            BATCH,
+            os.path.join(out_dir, name),
+            vocabulary=vocab.get_vocabulary("byte"),
+            num_examples=6,
+            decode_config=cfg,
+        )
+
+
 if __name__ == "__main__":
     partitioning.init_distributed(
         os.environ["FLAN_JAX_COORDINATOR"],
@@ -69,7 +115,9 @@ if __name__ == "__main__":
     )
     import jax
 
-    outputs = run_all(partitioning.Layout.build(MESH))
+    layout = partitioning.Layout.build(MESH)
+    outputs = run_all(layout)
     if jax.process_index() == 0:
         np.savez(sys.argv[1], **outputs)
+    write_reports(layout, sys.argv[2])
     print("worker done", jax.process_index(), flush=True)

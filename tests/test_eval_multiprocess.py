@@ -1,7 +1,9 @@
 """Evaluation over two processes x 4 CPU devices equals the single-process 8-device run.
 
 * every scoring path (shared input, per option) and decoding method (greedy, sample, beam) of
-  both model families, called directly (tests/eval_worker.py in two processes);
+  both model families, called directly (tests/eval_worker.py in two processes), and the
+  reports (results.json, metrics.json, per-example predictions) of generative demo tasks
+  decoded with each method;
 * `flan-jax eval` of a tiny trained checkpoint on the demo held-out and held-in mixtures
   through launch/local_multiprocess.py: the same results.json and per-example outputs;
 * length bucketing changes no score or token.
@@ -17,7 +19,7 @@ import sys
 
 import numpy as np
 import pytest
-from eval_worker import MESH, run_all
+from eval_worker import MESH, run_all, write_reports
 
 from flan_jax import cli, partitioning
 
@@ -40,6 +42,14 @@ def single():
     return run_all(partitioning.Layout.build(MESH))
 
 
+@pytest.fixture(scope="module")
+def single_reports(tmp_path_factory):
+    """write_reports on this process's 8 devices: the reference reports."""
+    out = tmp_path_factory.mktemp("single_reports")
+    write_reports(partitioning.Layout.build(MESH), str(out))
+    return out
+
+
 def _assert_same(a: dict, b: dict) -> None:
     assert set(a) == set(b)
     for key in a:
@@ -50,7 +60,7 @@ def _assert_same(a: dict, b: dict) -> None:
 
 
 @pytest.mark.slow
-def test_every_path_on_two_processes_equals_one(single, tmp_path):
+def test_every_path_on_two_processes_equals_one(single, single_reports, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -64,7 +74,8 @@ def test_every_path_on_two_processes_equals_one(single, tmp_path):
             FLAN_JAX_NUM_PROCESSES="2",
             FLAN_JAX_PROCESS_ID=str(i),
         )
-        cmd = [sys.executable, os.path.join(ROOT, "tests", "eval_worker.py"), str(tmp_path / "o")]
+        worker = os.path.join(ROOT, "tests", "eval_worker.py")
+        cmd = [sys.executable, worker, str(tmp_path / "o"), str(tmp_path / "reports")]
         log = open(tmp_path / f"p{i}.log", "w")  # noqa: SIM115 (closed below)
         procs.append((subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log))
     try:
@@ -81,6 +92,18 @@ def test_every_path_on_two_processes_equals_one(single, tmp_path):
     # The outputs are real: sampled tokens differ from greedy ones, scores differ by row.
     assert not np.array_equal(multi["t5_sample"], multi["t5_greedy"])
     assert len(set(np.round(multi["lm_shared"], 3))) > 5
+
+    # The reports of decoded tasks, per method: process 0 wrote what one process writes.
+    predictions = {}
+    for method in ("greedy", "sample", "beam"):
+        one, two = single_reports / method, tmp_path / "reports" / method
+        for name in ("results.json", "metrics.json"):
+            _close(json.loads((one / name).read_text()), json.loads((two / name).read_text()), name)
+        examples = _examples(one)
+        assert len(examples) == 2 * 2, sorted(examples)  # splits x tasks
+        _close(examples, _examples(two), f"{method} examples")
+        predictions[method] = [x["prediction"] for rows in examples.values() for x in rows]
+    assert predictions["sample"] != predictions["greedy"]
 
 
 @pytest.mark.slow
