@@ -46,7 +46,7 @@ import json  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
+from collections.abc import Mapping, Sequence  # noqa: E402
 from typing import Any  # noqa: E402
 
 import flax.linen as nn  # noqa: E402
@@ -70,11 +70,13 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _config(model: T5Config, batch: int, mesh: partitioning.MeshConfig) -> train_step.TrainConfig:
+def _config(
+    model: T5Config, batch: int, mesh: partitioning.MeshConfig, lengths: Mapping[str, int] = LENGTHS
+) -> train_step.TrainConfig:
     return train_step.TrainConfig(
         model_dir="/unused",
         mixture_or_task_name="synthetic",
-        task_feature_lengths=LENGTHS,
+        task_feature_lengths=lengths,
         train_steps=1_000_000,
         batch_size=batch,
         model=model,
@@ -83,11 +85,13 @@ def _config(model: T5Config, batch: int, mesh: partitioning.MeshConfig) -> train
     )
 
 
-def synthetic_batch(batch: int, vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
+def synthetic_batch(
+    batch: int, vocab: int, seed: int = 0, lengths: Mapping[str, int] = LENGTHS
+) -> dict[str, np.ndarray]:
     """Random non-pad tokens (ids >= 2), full length, teacher-forced decoder inputs."""
     rng = np.random.default_rng(seed)
-    enc = rng.integers(2, vocab, (batch, LENGTHS["inputs"]), dtype=np.int32)
-    targets = rng.integers(2, vocab, (batch, LENGTHS["targets"]), dtype=np.int32)
+    enc = rng.integers(2, vocab, (batch, lengths["inputs"]), dtype=np.int32)
+    targets = rng.integers(2, vocab, (batch, lengths["targets"]), dtype=np.int32)
     dec_in = np.concatenate([np.zeros((batch, 1), np.int32), targets[:, :-1]], axis=1)
     return {
         "encoder_input_tokens": enc,
@@ -115,8 +119,14 @@ def timed_steps(step, steps: int) -> tuple[float, float]:
 # Ours: the jitted train step with the shardings train() uses.
 
 
-def ours(model_cfg: T5Config, batch: int, steps: int, devices: Sequence[Any]) -> dict:
-    cfg = _config(model_cfg, batch, partitioning.MeshConfig(data=len(devices)))
+def ours(
+    model_cfg: T5Config,
+    batch: int,
+    steps: int,
+    devices: Sequence[Any],
+    lengths: Mapping[str, int] = LENGTHS,
+) -> dict:
+    cfg = _config(model_cfg, batch, partitioning.MeshConfig(data=len(devices)), lengths)
     layout = partitioning.Layout.build(cfg.mesh, devices)
     mesh = layout.mesh
     model = build_model(cfg.model)
@@ -140,7 +150,8 @@ def ours(model_cfg: T5Config, batch: int, steps: int, devices: Sequence[Any]) ->
         "opt_state": opt_state,
     }
     global_batch = jax.device_put(
-        synthetic_batch(batch, model_cfg.vocab_size), partitioning.batch_sharding(mesh)
+        synthetic_batch(batch, model_cfg.vocab_size, lengths=lengths),
+        partitioning.batch_sharding(mesh),
     )
     holder = {"state": state}
     losses: list[float] = []
@@ -168,18 +179,11 @@ def ours(model_cfg: T5Config, batch: int, steps: int, devices: Sequence[Any]) ->
 # Theirs: Hugging Face transformers' PyTorch T5 with its Adafactor.
 
 
-def theirs(model_cfg: T5Config, batch: int, steps: int, gpu: bool) -> dict | None:
-    import torch
+def hf_t5_config(model_cfg: T5Config) -> Any:
+    """transformers' T5Config with our T5 1.1 shapes (gated-GELU, untied, no dropout)."""
     import transformers
-    from transformers.optimization import Adafactor
 
-    device = "cuda" if gpu and torch.cuda.is_available() else "cpu"
-    if gpu and device == "cpu":
-        log("  theirs: skipped (torch sees no CUDA device)")
-        return None
-    torch.manual_seed(0)
-    torch.set_num_threads(os.cpu_count() or 1)
-    hf_cfg = transformers.T5Config(
+    return transformers.T5Config(
         vocab_size=model_cfg.vocab_size,
         d_model=model_cfg.d_model,
         d_kv=model_cfg.head_dim,
@@ -194,7 +198,22 @@ def theirs(model_cfg: T5Config, batch: int, steps: int, gpu: bool) -> dict | Non
         feed_forward_proj="gated-gelu",
         tie_word_embeddings=False,
     )
-    model = transformers.T5ForConditionalGeneration(hf_cfg)
+
+
+def theirs(
+    model_cfg: T5Config, batch: int, steps: int, gpu: bool, lengths: Mapping[str, int] = LENGTHS
+) -> dict | None:
+    import torch
+    import transformers
+    from transformers.optimization import Adafactor
+
+    device = "cuda" if gpu and torch.cuda.is_available() else "cpu"
+    if gpu and device == "cpu":
+        log("  theirs: skipped (torch sees no CUDA device)")
+        return None
+    torch.manual_seed(0)
+    torch.set_num_threads(os.cpu_count() or 1)
+    model = transformers.T5ForConditionalGeneration(hf_t5_config(model_cfg))
     # transformers >= 5 always ties lm_head to the input embedding (tie_word_embeddings=False
     # only turns off the d_model**-0.5 output scaling): untie it, as in T5 1.1 and ours.
     if model.lm_head.weight is model.shared.weight:
@@ -215,7 +234,7 @@ def theirs(model_cfg: T5Config, batch: int, steps: int, gpu: bool) -> dict | Non
     )
     data = {
         k: torch.from_numpy(v).long().to(device)
-        for k, v in synthetic_batch(batch, model_cfg.vocab_size).items()
+        for k, v in synthetic_batch(batch, model_cfg.vocab_size, lengths=lengths).items()
     }
     losses: list[float] = []
 
@@ -327,6 +346,9 @@ def main() -> None:
     parser.add_argument("--gpu_batch", type=int, default=64)
     parser.add_argument("--no_hf", action="store_true", help="skip the PyTorch reference")
     parser.add_argument("--no_memory", action="store_true", help="skip the memory analysis")
+    parser.add_argument(
+        "--no_llama", action="store_true", help="skip the Llama row (bench/llm_throughput.py)"
+    )
     args = parser.parse_args()
 
     import tensorflow as tf  # pulled in by flan_jax's input pipeline: keep it off the GPU
@@ -399,6 +421,19 @@ def main() -> None:
             result["fsdp_param_opt_reduction"] = round(
                 mem["data=8"]["param_plus_opt_bytes"] / mem["fsdp=8"]["param_plus_opt_bytes"], 2
             )
+    # ---- Llama row: bench/llm_throughput.py's measurement (our Llama train step against
+    # transformers' PyTorch LlamaForCausalLM, same shapes, AdamW), one device. --no_llama skips.
+    if not args.no_llama:
+        import llm_throughput  # beside this file (bench/ is the script's directory)
+
+        result["llama"] = llm_throughput.measure(
+            "smollm2-135m" if gpu else "small",
+            steps=args.steps,
+            gpu=gpu,
+            hf=not args.no_hf,
+            peak_flops=peak / (len(jax.devices()) if gpu else 1),  # one device's peak
+        )
+    # ---- end of the Llama row
     print(json.dumps(result))
 
 

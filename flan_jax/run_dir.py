@@ -7,6 +7,7 @@
     MODEL_DIR/<step>/               a checkpoint (see `flan_jax.checkpoints`)
     MODEL_DIR/input_state/<step>/   the input pipeline's position at that checkpoint, per host
     MODEL_DIR/train/                TensorBoard scalars of training
+    MODEL_DIR/profile/              JAX profiler traces (TrainConfig.profile_steps)
     MODEL_DIR/eval/step_<n>/        evaluation reports of step n
     MODEL_DIR/eval/summary/         scores across steps (the --watch eval job)
 
@@ -35,7 +36,7 @@ LOCK = "run.lock"
 RECORD_VERSION = 1
 
 # TrainConfig fields a resume may change: how long, on what devices, how often to log, save,
-# evaluate, and where to start from when there is no checkpoint yet. Every other field defines
+# evaluate, which steps to profile, and where to start from when there is no checkpoint yet. Every other field defines
 # what the run trains on.
 RESUMABLE_CHANGES = frozenset(
     {
@@ -53,6 +54,7 @@ RESUMABLE_CHANGES = frozenset(
         "initial_checkpoint_path",
         "microbatches",  # a memory knob: the same batch, accumulated in pieces
         "resume_overrides",
+        "profile_steps",  # observing the run (a profiler trace) does not change it
     }
 )
 
@@ -103,9 +105,16 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def run_record(cfg: Any) -> dict[str, Any]:
-    """What defines a run: every field of its TrainConfig, as JSON (dataclasses by class name)."""
-    return {"version": RECORD_VERSION, "config": _jsonable(cfg)}
+def run_record(cfg: Any, templates: str = "ours") -> dict[str, Any]:
+    """What defines a run: every field of its TrainConfig, as JSON (dataclasses by class name),
+    and the templates its collections were registered with (``catalog.templates_identity``:
+    another FLAN templates file renders other training text, so it defines the run too)."""
+    return {"version": RECORD_VERSION, "config": _jsonable(cfg), "templates": templates}
+
+
+def _defining(record: Mapping[str, Any]) -> dict[str, Any]:
+    # Records written before the templates entry existed were registered with our templates.
+    return {**_flatten(record.get("config", {})), "templates": record.get("templates", "ours")}
 
 
 def _flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -124,7 +133,7 @@ def _flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def record_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
     """(field, old, new) for each field of the run's config that differs, except the fields
     a resume may change (`RESUMABLE_CHANGES`)."""
-    before, after = _flatten(old.get("config", {})), _flatten(new.get("config", {}))
+    before, after = _defining(old), _defining(new)
     changes = []
     for name in sorted(set(before) | set(after)):
         if name.split(".")[0] in RESUMABLE_CHANGES:
@@ -174,6 +183,11 @@ class RunDir:
 
     def train_log_dir(self) -> str:
         return str(self.path / "train")
+
+    def profile_dir(self) -> str:
+        """JAX profiler traces: TensorBoard's profile tab (``--logdir MODEL_DIR``) or Perfetto
+        (the ``*.trace.json.gz`` under ``plugins/profile/<time>/``)."""
+        return str(self.path / "profile")
 
     def eval_dir(self, step: int | None) -> str:
         return str(self.path / "eval" / (f"step_{step}" if step is not None else "params"))

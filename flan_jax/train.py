@@ -92,9 +92,15 @@ def _train(
 ) -> dict[str, Any]:
     # == The run directory: checked before anything is written ==
     run_dir.check_usable()
-    record = run_dir_lib.run_record(cfg)
+    from flan_jax import catalog  # the data layer, as input_pipeline uses it
+
+    record = run_dir_lib.run_record(cfg, templates=catalog.templates_identity())
     run_dir.check_resume(record, has_checkpoints=run_dir.has_checkpoints())
     vocabulary = vocab.get_vocabulary(cfg.vocabulary)  # a bad spec fails here, in one line
+    if cfg.initial_checkpoint_path:  # an imported checkpoint's recorded config must be MODEL
+        from flan_jax import conversion
+
+        conversion.check_initial_checkpoint(cfg.initial_checkpoint_path, cfg.model)
 
     # == Mesh ==
     partitioning.init_distributed()
@@ -205,6 +211,7 @@ def _train(
         """Stops the run, naming what went non-finite and the newest checkpoint that is truly
         good: one saved before step `bad_from`, the first bad state (a checkpoint's state is
         checked by the metrics of the step after it)."""
+        trace.close(state)
         ckpt.wait()
         good = ckpt.latest_step(before=bad_from)
         bad = [s for s in ckpt.all_steps() if s >= bad_from]
@@ -246,6 +253,7 @@ def _train(
     progress = _progress(start, cfg.train_steps, enabled=cfg.progress_bar and is_host0)
     last: dict[str, Any] = {}
     window_start, window_tokens, window_t = start, 0, time.perf_counter()
+    trace = _StepTrace(cfg.profile_range, run_dir.profile_dir(), enabled=is_host0)
     stop.arm(start)  # from here SIGTERM/SIGINT end the loop at a step all processes agree on
     stopping = False
     done = start
@@ -262,9 +270,11 @@ def _train(
             * num_shards
         )
         batch = partitioning.host_local_to_global(host_batch, mesh)
+        trace.before(i + 1, state)
         with layout.context():
             state, metrics = update(state, batch)
         done = i + 1
+        trace.after(done, state)
         progress.update(1)
         stopping = stop.requested(done) and done < end  # (at `end` the run stops anyway)
         pending.append(metrics)
@@ -299,6 +309,7 @@ def _train(
                 cfg, run_dir, vocabulary, model, state["params"], layout, done, writer, eval_suites
             )
             window_t = time.perf_counter()
+    trace.close(state)  # a run that ended inside the traced steps
     progress.close()
     with _disk_full_is_one_line(run_dir, done, ckpt):
         ckpt.wait()  # async saves report a full disk here
@@ -405,6 +416,37 @@ def _prune_input_states(run_dir: run_dir_lib.RunDir, kept_steps: list[int]) -> N
     for step in run_dir.input_state_steps():
         if step not in kept_steps:
             run_dir.input_state_dir(step).rmtree(missing_ok=True)
+
+
+class _StepTrace:
+    """A JAX profiler trace of the steps ``first..last`` (1-based, inclusive) into `log_dir`,
+    on process 0 only. A resume that starts inside the range traces the rest of it."""
+
+    def __init__(self, steps: tuple[int, int] | None, log_dir: str, enabled: bool) -> None:
+        self.first, self.last = steps or (0, -1)
+        self.log_dir = log_dir
+        self.enabled = enabled and steps is not None
+        self.active = False
+
+    def before(self, step: int, state: Any) -> None:
+        """Called before step `step`'s update is dispatched."""
+        if self.enabled and not self.active and self.first <= step <= self.last:
+            jax.block_until_ready(state)  # earlier steps' work stays out of the trace
+            jax.profiler.start_trace(self.log_dir, create_perfetto_trace=True)
+            self.active = True
+
+    def after(self, step: int, state: Any) -> None:
+        """Called after step `step`'s update is dispatched."""
+        if self.active and step >= self.last:
+            self.close(state)
+
+    def close(self, state: Any) -> None:
+        if not self.active:
+            return
+        jax.block_until_ready(state)  # the traced steps' device work ends inside the trace
+        jax.profiler.stop_trace()
+        self.active, self.enabled = False, False
+        log.info("profiler trace of steps %d..%d in %s", self.first, self.last, self.log_dir)
 
 
 class _NullProgress:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import re
 import time
 from collections.abc import Callable, Mapping
 
@@ -46,6 +47,8 @@ class TrainConfig:
         registered with it (``vocab.get_vocabulary``, passed to the catalog).
       resume_overrides: fields this launch deliberately changes on resume (e.g.
         ``"optimizer.learning_rate"``); see ``run_dir.OVERRIDABLE_ON_RESUME``.
+      profile_steps: ``"N:M"`` writes a JAX profiler trace of steps N..M (1-based, inclusive)
+        into ``RunDir.profile_dir()`` (process 0 only); None: no trace.
     """
 
     model_dir: str
@@ -74,6 +77,7 @@ class TrainConfig:
     progress_bar: bool = True
     vocabulary: str = "byte"
     resume_overrides: tuple[str, ...] = ()
+    profile_steps: str | None = None
 
     def __post_init__(self):
         def bad(field: str, fix: str) -> ValueError:
@@ -94,6 +98,22 @@ class TrainConfig:
         if isinstance(self.resume_overrides, str):  # "a,b" from the command line
             names = tuple(n.strip() for n in self.resume_overrides.split(",") if n.strip())
             object.__setattr__(self, "resume_overrides", names)
+        if self.profile_steps is not None and parse_profile_steps(self.profile_steps) is None:
+            raise bad("profile_steps", 'give "N:M" with 1 <= N <= M, e.g. "10:12"')
+
+    @property
+    def profile_range(self) -> tuple[int, int] | None:
+        """(first, last) step of the profiler trace, or None when not profiling."""
+        return None if self.profile_steps is None else parse_profile_steps(self.profile_steps)
+
+
+def parse_profile_steps(text: object) -> tuple[int, int] | None:
+    """``"N:M"`` -> (N, M) when 1 <= N <= M; None for anything else."""
+    m = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", text) if isinstance(text, str) else None
+    if m is None:
+        return None
+    first, last = int(m.group(1)), int(m.group(2))
+    return (first, last) if 1 <= first <= last else None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -329,4 +329,18 @@ def test_bad_inputs_are_one_line(recipe, tmp_path, capsys):
     assert "--gin.LlamaConfig.num_layers=3 --gin.LlamaConfig.bos_token_id=" in err
     err = _one_line_error(capsys, [*train, "--gin_file=models/qwen2_tiny.gin"])
     assert "holds a Llama tiny" in err and "MODEL is a Qwen2Config" in err
+    # The same check when evaluating an imported checkpoint directly.
+    err = _one_line_error(
+        capsys,
+        [
+            "eval",
+            "--gin_file=train.gin",
+            "--gin_file=models/llama_tiny.gin",
+            "--gin.LlamaConfig.num_layers=2",
+            '--gin.MIXTURE_OR_TASK_NAME="demo:heldout_nli:train"',
+            f"--gin.TASK_FEATURE_LENGTHS={FEATURE_LENGTHS}",
+            f'--gin.CHECKPOINT_PATH="{recipe["llama"]["ckpt"]}"',
+        ],
+    )
+    assert "is not the model of CHECKPOINT_PATH" in err
     assert not (tmp_path / "out").exists() and not (tmp_path / "run").exists()

@@ -182,6 +182,26 @@ def test_record_changes_name_each_field_and_ignore_resumable_ones():
     other = dataclasses.replace(base, seed=3, pack=False)
     changes = run_dir.record_changes(run_dir.run_record(base), run_dir.run_record(other))
     assert changes == [("pack", True, False), ("seed", 0, 3)]
+    flan = run_dir.run_record(base, templates="flan:/x/flan/templates.py (sha256 0123)")
+    assert run_dir.record_changes(run_dir.run_record(base), flan) == [
+        ("templates", "ours", "flan:/x/flan/templates.py (sha256 0123)")
+    ]
+    old = {k: v for k, v in run_dir.run_record(base).items() if k != "templates"}
+    assert run_dir.record_changes(old, run_dir.run_record(base)) == []  # older records: ours
+
+
+def test_templates_identity_names_the_file_and_its_content(tmp_path, monkeypatch):
+    from flan_jax import catalog
+
+    assert catalog.templates_identity() == "ours"
+    (tmp_path / "flan").mkdir()
+    file = tmp_path / "flan" / "templates.py"
+    file.write_text("PATTERNS = {}\n")
+    # What use_templates(f"flan:{tmp_path}") sets, without touching this process's collections.
+    monkeypatch.setitem(catalog._TEMPLATES, "path", str(file))
+    first = catalog.templates_identity()
+    file.write_text("PATTERNS = {'x': []}\n")
+    assert first.startswith(f"flan:{file}") and catalog.templates_identity() != first
 
 
 def test_a_full_disk_is_one_line_naming_the_last_checkpoint(tmp_path, capsys):

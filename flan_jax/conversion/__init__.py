@@ -256,17 +256,20 @@ def read_model_config(path: PathLike) -> tuple[models.ModelConfig, str | None]:
 _RUN_OPTIONS = frozenset({"dtype", "param_dtype", "remat", "dropout_rate"})
 
 
-def check_initial_checkpoint(path: PathLike, config: models.ModelConfig) -> None:
+def check_initial_checkpoint(
+    path: PathLike, config: models.ModelConfig, setting: str = "INITIAL_CHECKPOINT_PATH"
+) -> None:
     """Refuses, in one line, a model config (gin's MODEL) that is not the one recorded with an
     imported checkpoint (its model_config.json): shapes, rotary settings and token ids must agree.
-    Checkpoints without a model_config.json (training steps, save_params) are not checked."""
+    Checkpoints without a model_config.json (training steps, save_params) are not checked.
+    `setting` names where the path came from in the message (eval: CHECKPOINT_PATH)."""
     if not (epath.Path(path) / MODEL_CONFIG_FILE).exists():
         return
     recorded, _ = read_model_config(path)
     if type(recorded) is not type(config):
         family = models.family_of(recorded).name
         raise ConversionError(
-            f"INITIAL_CHECKPOINT_PATH {path} holds a {describe(recorded)}, but MODEL is a "
+            f"{setting} {path} holds a {describe(recorded)}, but MODEL is a "
             f"{type(config).__name__}; include the model file of that family and size "
             f"(gin/models/{family}_*.gin)"
         )
@@ -280,7 +283,7 @@ def check_initial_checkpoint(path: PathLike, config: models.ModelConfig) -> None
         have = ", ".join(f"{k}={getattr(config, k)!r}" for k in differ)
         fix = " ".join(f"--gin.{name}.{k}={getattr(recorded, k)!r}" for k in differ)
         raise ConversionError(
-            f"MODEL ({have}) is not the model of INITIAL_CHECKPOINT_PATH {path} (see its "
+            f"MODEL ({have}) is not the model of {setting} {path} (see its "
             f"{MODEL_CONFIG_FILE}); use the model file that matches it, or set {fix}"
         )
 

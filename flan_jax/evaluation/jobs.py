@@ -138,6 +138,7 @@ def evaluate(cfg: EvalConfig, layout: partitioning.Layout | None = None) -> dict
     path, step = resolve_checkpoint(cfg.checkpoint_path)
     vocabulary = vocab.get_vocabulary(cfg.vocabulary)
     check_vocabulary(cfg, vocabulary)
+    check_model(cfg, path)
     names = eval_names(
         cfg.mixture_or_task_name, vocabulary, cfg.include_heldin, cfg.heldin_clusters
     )
@@ -235,6 +236,7 @@ def infer(
     vocabulary = vocab.get_vocabulary(cfg.vocabulary)
     path, _ = resolve_checkpoint(cfg.checkpoint_path)
     check_vocabulary(cfg, vocabulary)
+    check_model(cfg, path)
     partitioning.init_distributed()
     layout = layout or partitioning.Layout.build(cfg.mesh)
     model = models.build_model(cfg.model)
@@ -283,6 +285,14 @@ def check_vocabulary(cfg: EvalConfig, vocabulary: seqio.Vocabulary) -> None:
     """One line unless the model can read the vocabulary's ids (size; a Hugging Face
     tokenizer's special tokens too)."""
     hf_vocab.check_agrees(vocabulary, cfg.model.vocab_size, hf_vocab.special_tokens_of(cfg.model))
+
+
+def check_model(cfg: EvalConfig, path: Any) -> None:
+    """One line unless MODEL is the model recorded with an imported checkpoint (its
+    model_config.json); training checkpoints carry none and are checked when restored."""
+    from flan_jax import conversion
+
+    conversion.check_initial_checkpoint(path, cfg.model, setting="CHECKPOINT_PATH")
 
 
 def check_prompt(record: Any, where: str) -> None:

@@ -177,7 +177,13 @@ def dot_product_attention(q: Array, k: Array, v: Array, bias: Array | None, mask
     matmul over the [b, h, q, k] weights contracts their last axis or produces a transposed
     result: autodiff's dK = dS^T q and dV = W^T dO contract the query axis of a [q, k] matrix
     ("transposed-A"), which XLA's CPU backend runs ~3-4x slower than the same product written
-    as (q^T dS)^T. Only the fp32 weights are kept for the backward pass, as autodiff does.
+    as (q^T dS)^T. The softmax backward's row sums `sum_k W dW` are taken as `sum_d dO * O`
+    (the same number: dW = dO V^T and O = W V), a pass over [b, h, q, d] instead of
+    [b, h, q, k]. The mask needs no [b, h, q, k] pass either: a masked key's weight is exactly
+    0 (exp underflows), so its logit gradient `W * (...)` is 0 already; only a row with no
+    visible key at all (a padding query: uniform weights over masked logits) needs zeroing,
+    done on its [b, h, q, d] output gradient before it meets V. Kept for the backward pass: the
+    fp32 weights (as autodiff keeps them), the output and a [b, 1, q, 1] "sees a key" flag.
     """
     weights = _attention_weights(q, k, bias, mask)
     return jnp.einsum("bhqk,bhkd->bhqd", weights.astype(v.dtype), v)
@@ -188,17 +194,22 @@ def _dot_product_attention_fwd(
 ) -> tuple[Array, tuple]:
     weights = _attention_weights(q, k, bias, mask)
     out = jnp.einsum("bhqk,bhkd->bhqd", weights.astype(v.dtype), v)
-    return out, (q, k, v, weights, bias, mask)
+    any_visible = jnp.any(mask, axis=-1, keepdims=True)  # [b, 1, q, 1]
+    return out, (q, k, v, weights, bias, out, any_visible)
 
 
 def _dot_product_attention_bwd(res: tuple, d_out: Array) -> tuple:
-    q, k, v, weights, bias, mask = res
+    q, k, v, weights, bias, out, any_visible = res
     # dV = W^T dO, computed transposed: [b, h, d, k].
     d_v = jnp.einsum("bhqd,bhqk->bhdk", d_out, weights.astype(v.dtype))
-    d_w = jnp.einsum("bhqd,bhkd->bhqk", d_out, v, preferred_element_type=jnp.float32)
-    # Softmax backward (as `softmax`'s jvp), then the mask's: masked logits get no gradient.
-    d_logits = weights * (d_w - jnp.sum(weights * d_w, axis=-1, keepdims=True))
-    d_logits = jnp.where(mask, d_logits, 0.0)
+    # Rows with no visible key: their logits get no gradient (masked), only V does (above).
+    d_out_logits = jnp.where(any_visible, d_out, 0).astype(d_out.dtype)
+    d_w = jnp.einsum("bhqd,bhkd->bhqk", d_out_logits, v, preferred_element_type=jnp.float32)
+    # Softmax backward (as `softmax`'s jvp); masked logits get 0 through their 0 weights.
+    row_sums = jnp.sum(
+        d_out_logits.astype(jnp.float32) * out.astype(jnp.float32), axis=-1, keepdims=True
+    )
+    d_logits = weights * (d_w - row_sums)
     d_s = d_logits.astype(q.dtype)
     d_q = jnp.einsum("bhqk,bhkd->bhqd", d_s, k, preferred_element_type=jnp.float32)
     d_k = jnp.einsum("bhqd,bhqk->bhdk", q, d_s, preferred_element_type=jnp.float32)

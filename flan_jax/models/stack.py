@@ -25,6 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from flan_jax.models import lm_decoding
 from flan_jax.models.family import ModelConfig
 from flan_jax.models.layers import (
     Array,
@@ -226,28 +227,11 @@ class DecoderStack(nn.Module):
 SHARED_CACHE_LEAVES = ("cache_index", "key_positions")
 
 
-def _is_shared_leaf(path: Any) -> bool:
-    name = getattr(path[-1], "key", None)
-    return name in SHARED_CACHE_LEAVES
-
-
 def gather_rows(cache: Any, rows: Array) -> Any:
     """The cache with row j taken from row `rows[j]` (beam search reorders its beams)."""
-
-    def take(path, leaf):
-        if _is_shared_leaf(path) or leaf.ndim == 0:
-            return leaf
-        return jnp.take(leaf, rows, axis=0)
-
-    return jax.tree_util.tree_map_with_path(take, cache)
+    return lm_decoding.take_rows(cache, rows, SHARED_CACHE_LEAVES)
 
 
 def broadcast_cache(cache: Any, k: int) -> Any:
     """A batch-1 cache copied to k rows (the scalar index and key positions stay shared)."""
-
-    def tile(path, leaf):
-        if _is_shared_leaf(path):
-            return leaf
-        return jnp.broadcast_to(leaf, (k, *leaf.shape[1:]))
-
-    return jax.tree_util.tree_map_with_path(tile, cache)
+    return lm_decoding.copy_rows(cache, k, SHARED_CACHE_LEAVES)
