@@ -5,7 +5,8 @@ per-device memory of T5 small under data=8 and FSDP 8 from the compiled executab
     .venv/bin/python bench/train_throughput.py --gpu    # T5 1.1 base, bf16 activations
 
 CPU (default when no GPU is present):
-* throughput: T5 1.1 tiny and small, synthetic random tokens, inputs 512 / targets 114 (no
+* throughput: T5 1.1 tiny (T5's 32128-id vocabulary, and the smoke run's 259-id byte
+  vocabulary: `tiny_byte`) and small, synthetic random tokens, inputs 512 / targets 114 (no
   packing, no padding), on a 1-device mesh: 8 virtual devices on 2 cores would only split the
   same cores, and the MFU peak is measured on one device (an f32 matmul through XLA, as
   ``flan_jax.train`` does). One step compiles and warms up, then N steps are timed, each
@@ -22,6 +23,8 @@ CPU (default when no GPU is present):
   draws the untied LM head with std 1; throughput does not depend on the values.
 * memory: T5 small, global batch 8 at 512/114, compiled ahead of time (``flan-jax preflight``'s
   code) for 8 virtual CPU devices under data=8 ("1d" rules) and data=1 x fsdp=8 ("fsdp" rules).
+* llama: a small Llama-family model against transformers' LlamaForCausalLM with the same
+  shapes (bench/llm_throughput.py, which documents the row; ``--no_llama`` skips it).
 
 GPU (``--gpu``, or automatic when JAX sees a GPU): T5 1.1 base with bf16 activations (f32
 params), on all GPUs (data parallel), MFU against the chip's bf16 peak; memory from the real
@@ -400,11 +403,16 @@ def main() -> None:
             "peak_source": "measured 1024^3 f32 matmul through XLA on one device",
             "mesh": "1 device (data=1)",
         }
+        # tiny_byte: the smoke run's byte vocabulary (259 ids), where the projection onto the
+        # vocabulary no longer hides the rest of the step.
+        rows = (
+            ("tiny", t5_config("tiny"), args.tiny_batch),
+            ("tiny_byte", t5_config("tiny", vocab_size=259), args.tiny_batch),
+            ("small", t5_config("small"), args.small_batch),
+        )
         result["throughput"] = {
-            size: throughput(
-                size, t5_config(size), batch, args.steps, cpu[:1], peak, False, not args.no_hf
-            )
-            for size, batch in (("tiny", args.tiny_batch), ("small", args.small_batch))
+            name: throughput(name, cfg, batch, args.steps, cpu[:1], peak, False, not args.no_hf)
+            for name, cfg, batch in rows
         }
         if not args.no_memory:
             log("memory: T5 small, global batch 8, compiled for 8 virtual CPU devices")

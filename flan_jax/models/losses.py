@@ -54,9 +54,15 @@ def cross_entropy_with_z_loss(
 
 
 def token_accuracy(logits: Array, targets: Array, weights: Array) -> tuple[Array, Array]:
-    """(weighted count of argmax == target, weight sum)."""
+    """(weighted count of targets whose logit is the row's maximum, weight sum).
+
+    The same as argmax == target except that a tie with the maximum counts as correct. A plain
+    max reduction: XLA's CPU backend runs argmax's (value, index) reduction over a 32k
+    vocabulary ~10x slower, which cost ~10% of a tiny T5's training step.
+    """
     weights = weights.astype(jnp.float32)
-    correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
+    target = jnp.take_along_axis(logits, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    correct = (target >= jnp.max(logits, axis=-1)).astype(jnp.float32)
     return jnp.sum(correct * weights), jnp.sum(weights)
 
 
