@@ -26,19 +26,16 @@ import dataclasses
 import json
 import os
 import platform
-import sys
-import time
 from typing import Any
 
-import flax.linen as nn
+import harness  # bench/ is the script's directory
 import jax
-import jax.numpy as jnp
 import numpy as np
+from harness import log
 
 from flan_jax import optim, partitioning, train_step
 from flan_jax.models import (
     LlamaConfig,
-    build_model,
     llama_config,
     param_count,
     train_flops_per_example,
@@ -58,10 +55,6 @@ SMALL = dict(
 LR = 1e-4
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def synthetic_rows(
     batch: int, lengths: dict[str, int], vocab: int, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -72,17 +65,6 @@ def synthetic_rows(
     is_target = np.zeros((batch, total), np.int32)
     is_target[:, lengths["inputs"] :] = 1
     return tokens, is_target
-
-
-def timed_steps(step, steps: int) -> tuple[float, float]:
-    """(best, mean) seconds per blocking call of ``step()``, after one warm-up call."""
-    step()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return min(times), sum(times) / len(times)
 
 
 def ours(config: LlamaConfig, batch: int, lengths: dict[str, int], steps: int) -> dict:
@@ -97,22 +79,6 @@ def ours(config: LlamaConfig, batch: int, lengths: dict[str, int], steps: int) -
         optimizer=optim.OptimizerConfig(name="adamw", learning_rate=LR),
         pack=False,
     )
-    layout = partitioning.Layout.build(cfg.mesh, jax.devices()[:1])
-    model = build_model(config)
-    schedule = optim.make_schedule(cfg.optimizer, cfg.train_steps)
-    tx = optim.make_optimizer(cfg.optimizer, cfg.train_steps)
-    _, shardings, dummy, rng = train_step.build_state_shardings(model, tx, cfg, layout)
-    with layout.context():
-        params = jax.jit(
-            lambda r: nn.unbox(model.init(r, **dummy)["params"]), out_shardings=shardings["params"]
-        )(rng)
-        opt_state = jax.jit(tx.init, out_shardings=shardings["opt_state"])(params)
-        step_fn = jax.jit(
-            train_step.make_train_step(model, tx, cfg, schedule),
-            in_shardings=(shardings, partitioning.batch_sharding(layout.mesh)),
-            out_shardings=(shardings, partitioning.replicated(layout.mesh)),
-            donate_argnums=(0,),
-        )
     tokens, is_target = synthetic_rows(batch, lengths, config.vocab_size)
     host_batch = {
         "decoder_target_tokens": tokens,
@@ -123,28 +89,7 @@ def ours(config: LlamaConfig, batch: int, lengths: dict[str, int], steps: int) -
             np.arange(tokens.shape[1]) <= lengths["inputs"], tokens.shape
         ).astype(np.int32),
     }
-    global_batch = jax.device_put(host_batch, partitioning.batch_sharding(layout.mesh))
-    holder: dict[str, Any] = {
-        "state": {
-            "step": jax.device_put(jnp.zeros((), jnp.int32), shardings["step"]),
-            "params": params,
-            "opt_state": opt_state,
-        }
-    }
-    losses: list[float] = []
-
-    def one_step() -> None:
-        with layout.context():
-            holder["state"], metrics = step_fn(holder["state"], global_batch)
-        losses.append(float(jax.block_until_ready(metrics)["loss"]))
-
-    start = time.perf_counter()
-    best, mean = timed_steps(one_step, steps)
-    log(
-        f"  ours: {best:.3f} s/step (mean {mean:.3f}; {time.perf_counter() - start:.0f}s with "
-        f"compile), loss {losses[0]:.3f} -> {losses[-1]:.3f}"
-    )
-    return {"step_s": best, "mean_step_s": mean, "loss_first": losses[0], "loss_last": losses[-1]}
+    return harness.run_ours(cfg, host_batch, steps, jax.devices()[:1])
 
 
 def theirs(
@@ -183,30 +128,16 @@ def theirs(
     ids = torch.from_numpy(tokens).long().to(device)
     # transformers shifts labels itself: label j is predicted from positions < j.
     labels = torch.from_numpy(np.where(is_target > 0, tokens, -100)).long().to(device)
-    losses: list[float] = []
 
-    def step() -> None:
+    def step() -> float:
         with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
             out = model(input_ids=ids, labels=labels)
         out.loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(out.loss.detach().item())  # waits for the device
+        return out.loss.detach().item()  # waits for the device
 
-    start = time.perf_counter()
-    best, mean = timed_steps(step, steps)
-    log(
-        f"  theirs ({device}, torch {torch.__version__}, {torch.get_num_threads()} threads): "
-        f"{best:.3f} s/step (mean {mean:.3f}; {time.perf_counter() - start:.0f}s), loss "
-        f"{losses[0]:.3f} -> {losses[-1]:.3f}"
-    )
-    return {
-        "step_s": best,
-        "mean_step_s": mean,
-        "loss_first": losses[0],
-        "loss_last": losses[-1],
-        "device": device,
-    }
+    return harness.run_torch(step, steps, device)
 
 
 def measure(

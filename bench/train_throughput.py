@@ -48,29 +48,23 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 from collections.abc import Mapping, Sequence  # noqa: E402
 from typing import Any  # noqa: E402
 
-import flax.linen as nn  # noqa: E402
+import harness  # noqa: E402  (bench/ is the script's directory)
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from harness import log  # noqa: E402
 
-from flan_jax import optim, partitioning, train_step  # noqa: E402
+from flan_jax import partitioning, train_step  # noqa: E402
 from flan_jax.models import (  # noqa: E402
     T5Config,
-    build_model,
     param_count,
     t5_config,
     train_flops_per_example,
 )
 
 LENGTHS = {"inputs": 512, "targets": 114}
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def _config(
@@ -104,20 +98,6 @@ def synthetic_batch(
     }
 
 
-def timed_steps(step, steps: int) -> tuple[float, float]:
-    """(best, mean) seconds per call of ``step()`` (which blocks), after one compile/warm-up call.
-
-    The best step is the headline: on a shared machine other processes only ever add time.
-    """
-    step()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return min(times), sum(times) / len(times)
-
-
 # ---------------------------------------------------------------------------------------------
 # Ours: the jitted train step with the shardings train() uses.
 
@@ -130,52 +110,8 @@ def ours(
     lengths: Mapping[str, int] = LENGTHS,
 ) -> dict:
     cfg = _config(model_cfg, batch, partitioning.MeshConfig(data=len(devices)), lengths)
-    layout = partitioning.Layout.build(cfg.mesh, devices)
-    mesh = layout.mesh
-    model = build_model(cfg.model)
-    schedule = optim.make_schedule(cfg.optimizer, cfg.train_steps)
-    tx = optim.make_optimizer(cfg.optimizer, cfg.train_steps)
-    _, shardings, dummy, rng = train_step.build_state_shardings(model, tx, cfg, layout)
-    with layout.context():
-        params = jax.jit(
-            lambda r: nn.unbox(model.init(r, **dummy)["params"]), out_shardings=shardings["params"]
-        )(rng)
-        opt_state = jax.jit(tx.init, out_shardings=shardings["opt_state"])(params)
-        step_fn = jax.jit(
-            train_step.make_train_step(model, tx, cfg, schedule),
-            in_shardings=(shardings, partitioning.batch_sharding(mesh)),
-            out_shardings=(shardings, partitioning.replicated(mesh)),
-            donate_argnums=(0,),
-        )
-    state = {
-        "step": jax.device_put(jnp.zeros((), jnp.int32), shardings["step"]),
-        "params": params,
-        "opt_state": opt_state,
-    }
-    global_batch = jax.device_put(
-        synthetic_batch(batch, model_cfg.vocab_size, lengths=lengths),
-        partitioning.batch_sharding(mesh),
-    )
-    holder = {"state": state}
-    losses: list[float] = []
-
-    def one_step() -> None:
-        with layout.context():
-            holder["state"], metrics = step_fn(holder["state"], global_batch)
-        losses.append(float(jax.block_until_ready(metrics)["loss"]))
-
-    start = time.perf_counter()
-    seconds, mean = timed_steps(one_step, steps)
-    log(
-        f"  ours: {seconds:.3f} s/step (mean {mean:.3f}) (compile + warm-up + {steps} steps: "
-        f"{time.perf_counter() - start:.0f}s), loss {losses[0]:.3f} -> {losses[-1]:.3f}"
-    )
-    return {
-        "step_s": seconds,
-        "mean_step_s": mean,
-        "loss_first": losses[0],
-        "loss_last": losses[-1],
-    }
+    host_batch = synthetic_batch(batch, model_cfg.vocab_size, lengths=lengths)
+    return harness.run_ours(cfg, host_batch, steps, devices)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,9 +175,8 @@ def theirs(
         k: torch.from_numpy(v).long().to(device)
         for k, v in synthetic_batch(batch, model_cfg.vocab_size, lengths=lengths).items()
     }
-    losses: list[float] = []
 
-    def step() -> None:
+    def step() -> float:
         with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
             out = model(
                 input_ids=data["encoder_input_tokens"],
@@ -251,22 +186,9 @@ def theirs(
         out.loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(out.loss.detach().item())  # .item() waits for the device
+        return out.loss.detach().item()  # .item() waits for the device
 
-    start = time.perf_counter()
-    seconds, mean = timed_steps(step, steps)
-    log(
-        f"  theirs ({device}, torch {torch.__version__}, {torch.get_num_threads()} threads): "
-        f"{seconds:.3f} s/step (mean {mean:.3f}; {time.perf_counter() - start:.0f}s), "
-        f"loss {losses[0]:.3f} -> {losses[-1]:.3f}"
-    )
-    return {
-        "step_s": seconds,
-        "mean_step_s": mean,
-        "loss_first": losses[0],
-        "loss_last": losses[-1],
-        "device": device,
-    }
+    return harness.run_torch(step, steps, device)
 
 
 # ---------------------------------------------------------------------------------------------
