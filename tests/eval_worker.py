@@ -25,6 +25,22 @@ REPORT_TASKS = ("demo:addition:t0", "demo:reverse_word:t0")
 REPORT_LENGTHS = {"inputs": 64, "targets": 8}
 
 
+def assert_json_close(a, b, where: str = "") -> None:
+    """Equal JSON, floats within 1e-5 (reports of two runs of the same checkpoint)."""
+    if isinstance(a, float) or isinstance(b, float):
+        assert abs(a - b) <= 1e-5, f"{where}: {a} != {b}"
+    elif isinstance(a, dict):
+        assert set(a) == set(b), where
+        for k in a:
+            assert_json_close(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_json_close(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
 def _methods() -> dict:
     from flan_jax.evaluation import decoding
 

@@ -19,7 +19,7 @@ import sys
 
 import numpy as np
 import pytest
-from eval_worker import MESH, run_all, write_reports
+from eval_worker import MESH, assert_json_close, run_all, write_reports
 
 from flan_jax import cli, partitioning
 
@@ -98,10 +98,12 @@ def test_every_path_on_two_processes_equals_one(single, single_reports, tmp_path
     for method in ("greedy", "sample", "beam"):
         one, two = single_reports / method, tmp_path / "reports" / method
         for name in ("results.json", "metrics.json"):
-            _close(json.loads((one / name).read_text()), json.loads((two / name).read_text()), name)
+            assert_json_close(
+                json.loads((one / name).read_text()), json.loads((two / name).read_text()), name
+            )
         examples = _examples(one)
         assert len(examples) == 2 * 2, sorted(examples)  # splits x tasks
-        _close(examples, _examples(two), f"{method} examples")
+        assert_json_close(examples, _examples(two), f"{method} examples")
         predictions[method] = [x["prediction"] for rows in examples.values() for x in rows]
     assert predictions["sample"] != predictions["greedy"]
 
@@ -150,22 +152,6 @@ def _examples(out_dir) -> dict:
     return found
 
 
-def _close(a, b, where: str = "") -> None:
-    """Equal JSON, floats within 1e-5."""
-    if isinstance(a, float) or isinstance(b, float):
-        assert a == pytest.approx(b, abs=1e-5), where
-    elif isinstance(a, dict):
-        assert set(a) == set(b), where
-        for k in a:
-            _close(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, list):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            _close(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
-
-
 @pytest.mark.slow
 def test_eval_on_two_processes_writes_the_single_process_report(checkpoint, tmp_path):
     assert cli.main(_eval_args(checkpoint, tmp_path / "one")) == 0
@@ -186,13 +172,13 @@ def test_eval_on_two_processes_writes_the_single_process_report(checkpoint, tmp_
     one, two = tmp_path / "one", tmp_path / "two"
     summary = json.loads((one / "results.json").read_text())
     assert set(summary["clusters"]) == {"nli", "sentiment"}
-    _close(summary, json.loads((two / "results.json").read_text()), "results.json")
-    _close(
+    assert_json_close(summary, json.loads((two / "results.json").read_text()), "results.json")
+    assert_json_close(
         json.loads((one / "metrics.json").read_text()),
         json.loads((two / "metrics.json").read_text()),
     )
     examples = _examples(one)
     assert len(examples) >= 2 * 4  # splits x datasets, at least one template each
-    _close(examples, _examples(two), "examples")
+    assert_json_close(examples, _examples(two), "examples")
     for name in ("results.md", "nli.png", "sentiment.png"):
         assert (two / name).exists(), name

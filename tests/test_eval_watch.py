@@ -15,6 +15,7 @@ import sys
 import time
 
 import pytest
+from eval_worker import assert_json_close
 
 from flan_jax import cli
 
@@ -71,22 +72,6 @@ def _examples(out_dir) -> dict:
         p.name: [json.loads(x) for x in p.read_text().splitlines() if x]
         for p in sorted(out_dir.glob("examples/validation/*.jsonl"))
     }
-
-
-def _close(a, b, where: str = "") -> None:
-    """Equal JSON, floats within 1e-5."""
-    if isinstance(a, float) or isinstance(b, float):
-        assert a == pytest.approx(b, abs=1e-5), where
-    elif isinstance(a, dict):
-        assert set(a) == set(b), where
-        for k in a:
-            _close(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, list):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            _close(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
 
 
 @pytest.mark.slow
@@ -151,14 +136,14 @@ def test_watch_follows_a_two_process_run_with_periodic_eval(tmp_path, capsys):
 
     # The periodic eval inside the two-process run == the watcher's eval of checkpoint 2.
     periodic, followed = run / "eval" / "step_2", watched / "step_2"
-    _close(
+    assert_json_close(
         json.loads((periodic / "metrics.json").read_text()),
         json.loads((followed / "metrics.json").read_text()),
         "metrics",
     )
     examples = _examples(periodic)
     assert examples
-    _close(examples, _examples(followed), "examples")
+    assert_json_close(examples, _examples(followed), "examples")
     assert not (run / "eval" / "step_4").exists()  # no periodic eval at the last step
 
     summary = json.loads((watched / "summary" / "summary.json").read_text())
