@@ -43,10 +43,12 @@ if "--dry-run" in sys.argv:
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import flax.linen as nn  # noqa: E402
+import harness  # noqa: E402
 import jax  # noqa: E402
 import llm_throughput  # noqa: E402
 import numpy as np  # noqa: E402
 import train_throughput  # noqa: E402
+from harness import log  # noqa: E402
 
 from flan_jax import models, partitioning, train_step  # noqa: E402
 from flan_jax.evaluation import decoding  # noqa: E402
@@ -107,10 +109,6 @@ def dry_run_shapes() -> Shapes:
     )
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def _row(name: str, fn: Callable[[], dict]) -> dict:
     """One row; an error becomes the row's `error` (the other rows still run)."""
     start = time.perf_counter()
@@ -129,22 +127,6 @@ def _row(name: str, fn: Callable[[], dict]) -> dict:
     return out
 
 
-def _compare(ours: dict, theirs: dict | None, tokens: int, flops: float, peak: float) -> dict:
-    def side(run: dict) -> dict:
-        return {
-            "tokens_per_s": round(tokens / run["step_s"], 1),
-            "step_s": round(run["step_s"], 4),
-            "mfu": round(flops / run["step_s"] / peak, 4),
-            "loss_first_last": [round(run["loss_first"], 3), round(run["loss_last"], 3)],
-        }
-
-    out: dict[str, Any] = {"ours": side(ours), "theirs": None, "ours_over_theirs": None}
-    if theirs is not None:
-        out["theirs"] = side(theirs)
-        out["ours_over_theirs"] = round(theirs["step_s"] / ours["step_s"], 2)
-    return out
-
-
 def t5_train(s: Shapes, peak: float, gpu: bool) -> dict:
     n = s.t5_batch
     tokens = n * sum(s.t5_lengths.values())
@@ -152,7 +134,7 @@ def t5_train(s: Shapes, peak: float, gpu: bool) -> dict:
     ours = train_throughput.ours(s.t5, n, s.steps, jax.devices()[:1], s.t5_lengths)
     theirs = train_throughput.theirs(s.t5, n, s.steps, gpu, s.t5_lengths)
     row = {"model": "t5-1.1 base" if gpu else "t5 tiny (dry run)", "batch": n}
-    return {**row, "lengths": s.t5_lengths, **_compare(ours, theirs, tokens, flops, peak)}
+    return {**row, "lengths": s.t5_lengths, **harness.compare(ours, theirs, tokens, flops, peak)}
 
 
 def llama_train(s: Shapes, peak: float, gpu: bool) -> dict:
@@ -162,7 +144,7 @@ def llama_train(s: Shapes, peak: float, gpu: bool) -> dict:
     ours = llm_throughput.ours(s.llama, n, s.llama_lengths, s.steps)
     theirs = llm_throughput.theirs(s.llama, n, s.llama_lengths, s.steps, gpu)
     row = {"model": "llama smollm2-135m" if gpu else "llama tiny (dry run)", "batch": n}
-    return {**row, "lengths": s.llama_lengths, **_compare(ours, theirs, tokens, flops, peak)}
+    return {**row, "lengths": s.llama_lengths, **harness.compare(ours, theirs, tokens, flops, peak)}
 
 
 def _timed(fn: Callable[[], Any], repeats: int) -> float:

@@ -103,3 +103,23 @@ def run_torch(step: Callable[[], float], steps: int, device: str) -> dict:
         "loss_last": losses[-1],
         "device": device,
     }
+
+
+def compare(ours: dict, theirs: dict | None, tokens: int, flops: float, peak: float) -> dict:
+    """Both sides of a row (tokens/s, MFU against `peak`, losses) and ours / theirs; `tokens`
+    and `flops` are per step."""
+
+    def side(run: dict) -> dict:
+        return {
+            "tokens_per_s": round(tokens / run["step_s"], 1),
+            "step_s": round(run["step_s"], 4),
+            "mean_step_s": round(run["mean_step_s"], 4),
+            "mfu": round(flops / run["step_s"] / peak, 4),
+            "loss_first_last": [round(run["loss_first"], 3), round(run["loss_last"], 3)],
+        }
+
+    out: dict[str, Any] = {"ours": side(ours), "theirs": None, "ours_over_theirs": None}
+    if theirs is not None:
+        out["theirs"] = side(theirs)
+        out["ours_over_theirs"] = round(theirs["step_s"] / ours["step_s"], 2)
+    return out

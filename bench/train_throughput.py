@@ -210,25 +210,13 @@ def throughput(
         f"{size}: {param_count(model_cfg) / 1e6:.1f}M params, batch {batch}, "
         f"{flops / 1e12:.3f} TFLOP/step"
     )
-    result: dict[str, Any] = {"batch": batch, "params": param_count(model_cfg)}
-
-    def summarize(run: dict) -> dict:
-        return {
-            "tokens_per_s": round(tokens / run["step_s"], 1),
-            "step_s": round(run["step_s"], 4),
-            "mean_step_s": round(run["mean_step_s"], 4),
-            "mfu": round(flops / run["step_s"] / peak, 4),
-            "loss_first_last": [round(run["loss_first"], 3), round(run["loss_last"], 3)],
-        }
-
-    result["ours"] = summarize(ours(model_cfg, batch, steps, devices))
+    mine = ours(model_cfg, batch, steps, devices)
     ref = theirs(model_cfg, batch, steps, gpu) if hf else None
-    if ref is not None:
-        result["theirs"] = summarize(ref)
-        result["ours_over_theirs"] = round(
-            result["ours"]["tokens_per_s"] / result["theirs"]["tokens_per_s"], 2
-        )
-    return result
+    return {
+        "batch": batch,
+        "params": param_count(model_cfg),
+        **harness.compare(mine, ref, tokens, flops, peak),
+    }
 
 
 def memory(model_cfg: T5Config, batch: int, meshes: dict, devices) -> dict:
