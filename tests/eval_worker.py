@@ -24,6 +24,19 @@ BATCH = 8  # several batches per call, so each process feeds several shares
 REPORT_TASKS = ("demo:addition:t0", "demo:reverse_word:t0")
 REPORT_LENGTHS = {"inputs": 64, "targets": 8}
 
+# For the tests that launch processes through launch/local_multiprocess.py:
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The processes get their device count from the launcher, not from the test's XLA_FLAGS.
+ENV = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+SMALL = [
+    "--gin_file=experiments/demo_smoke.gin",
+    "--gin.TASK_FEATURE_LENGTHS={'inputs': 64, 'targets': 8}",
+    "--gin.T5Config.num_encoder_layers=1",
+    "--gin.T5Config.num_decoder_layers=1",
+    "--gin.MeshConfig.data=4",
+    "--gin.MeshConfig.model=2",
+]
+
 
 def assert_json_close(a, b, where: str = "") -> None:
     """Equal JSON, floats within 1e-5 (reports of two runs of the same checkpoint)."""

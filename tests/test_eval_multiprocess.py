@@ -19,21 +19,9 @@ import sys
 
 import numpy as np
 import pytest
-from eval_worker import MESH, assert_json_close, run_all, write_reports
+from eval_worker import ENV, MESH, ROOT, SMALL, assert_json_close, run_all, write_reports
 
 from flan_jax import cli, partitioning
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The processes get their device count from the launcher, not from the test's XLA_FLAGS.
-ENV = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-SMALL = [
-    "--gin_file=experiments/demo_smoke.gin",
-    "--gin.TASK_FEATURE_LENGTHS={'inputs': 64, 'targets': 8}",
-    "--gin.T5Config.num_encoder_layers=1",
-    "--gin.T5Config.num_decoder_layers=1",
-    "--gin.MeshConfig.data=4",
-    "--gin.MeshConfig.model=2",
-]
 
 
 @pytest.fixture(scope="module")

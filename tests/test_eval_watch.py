@@ -15,20 +15,9 @@ import sys
 import time
 
 import pytest
-from eval_worker import assert_json_close
+from eval_worker import ENV, ROOT, SMALL, assert_json_close
 
 from flan_jax import cli
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-SMALL = [
-    "--gin_file=experiments/demo_smoke.gin",
-    "--gin.TASK_FEATURE_LENGTHS={'inputs': 64, 'targets': 8}",
-    "--gin.T5Config.num_encoder_layers=1",
-    "--gin.T5Config.num_decoder_layers=1",
-    "--gin.MeshConfig.data=4",
-    "--gin.MeshConfig.model=2",
-]
 
 
 def _one_line_error(argv, capsys) -> str:
