@@ -179,7 +179,7 @@ def verify(path: PathLike) -> str | None:
     return problems[0] + more
 
 
-def _from_process_0(value: int) -> int:
+def from_process_0(value: int) -> int:
     """Process 0's `value` on every process: one process reads and checks, all agree."""
     if jax.process_count() == 1:
         return value
@@ -189,7 +189,7 @@ def _from_process_0(value: int) -> int:
 def _agreed_problem(path: epath.Path) -> str | None:
     """`verify(path)` as process 0 sees it (only it reads the files), on every process."""
     problem = verify(path) if jax.process_index() == 0 else None
-    if _from_process_0(int(problem is not None)) and problem is None:
+    if from_process_0(int(problem is not None)) and problem is None:
         problem = "process 0 found it corrupted; its log names the file"
     return problem
 

@@ -259,11 +259,6 @@ class HFVocabulary(seqio.Vocabulary):
         # The spare slot past the tokenizer, when id 0 had to move there, counts too.
         return self._hf_size + (1 if self._swap and self._swap[1] == self._hf_size else 0)
 
-    @property
-    def tokenizer_size(self) -> int:
-        """The tokenizer's own number of ids (added tokens included)."""
-        return self._hf_size
-
     # -- encode / decode ------------------------------------------------------------------
 
     def _ids(self, text: str) -> list[int]:

@@ -189,12 +189,14 @@ class RunDir:
         (the ``*.trace.json.gz`` under ``plugins/profile/<time>/``)."""
         return str(self.path / "profile")
 
-    def eval_dir(self, step: int | None) -> str:
-        return str(self.path / "eval" / (f"step_{step}" if step is not None else "params"))
+    def eval_dir(self, step: int | None, root: str | None = None) -> str:
+        """A step's eval reports, under MODEL_DIR/eval or under `root` (EvalConfig.output_dir)."""
+        base = as_path(root) if root else self.path / "eval"
+        return str(base / (f"step_{step}" if step is not None else "params"))
 
-    def eval_summary_dir(self) -> str:
+    def eval_summary_dir(self, root: str | None = None) -> str:
         """Scores across steps (`flan-jax eval --watch`): TensorBoard, JSON, a plot."""
-        return str(self.path / "eval" / "summary")
+        return str((as_path(root) if root else self.path / "eval") / "summary")
 
     @property
     def record_path(self) -> epath.Path:
@@ -305,13 +307,13 @@ class RunDir:
             history = [*old.get("history", []), {"from_step": at_step, "changes": accepted}]
             record = {**record, "history": history}
         self.path.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.record_path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+        atomic_write(self.record_path, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
     def write_config(self, text: str) -> epath.Path:
         """Keeps this launch's operative config beside the earlier launches' ones."""
         self.path.mkdir(parents=True, exist_ok=True)
         path = self.next_config_path()
-        _atomic_write(path, text)
+        atomic_write(path, text)
         return path
 
     # -- the lock ------------------------------------------------------------------------------
@@ -377,7 +379,9 @@ def _is_stale(held: Mapping[str, Any]) -> bool:
     return False
 
 
-def _atomic_write(path: epath.Path, text: str) -> None:
+def atomic_write(path: epath.Path, text: str) -> None:
+    """Writes `text` to `path` in one step (a temporary file renamed over it; object stores
+    write whole objects anyway)."""
     if "://" in str(path):
         path.write_text(text)
         return

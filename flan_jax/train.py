@@ -311,6 +311,8 @@ def _train(
             window_t = time.perf_counter()
     trace.close(state)  # a run that ended inside the traced steps
     progress.close()
+    for suite in eval_suites.values():  # periodic eval's dataset readers
+        suite.close()
     with _disk_full_is_one_line(run_dir, done, ckpt):
         ckpt.wait()  # async saves report a full disk here
     _prune_input_states(run_dir, ckpt.live_steps())

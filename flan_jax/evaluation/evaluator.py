@@ -30,7 +30,7 @@ import seqio
 import tensorflow_datasets as tfds
 from etils import epath
 
-from flan_jax import catalog, input_pipeline, naming, partitioning, registry
+from flan_jax import catalog, input_pipeline, naming, partitioning, registry, run_dir
 from flan_jax.evaluation import aggregate, decoding, scoring
 
 PredictFn = Callable[..., list[tuple[int, np.ndarray]]]
@@ -225,11 +225,10 @@ def _task_identity(task_name: str, vocabulary: seqio.Vocabulary) -> tuple[str, s
 
 
 def _example_rows(
-    task: seqio.Task, task_ds: Any, outputs: Mapping[Any, Any]
+    task: seqio.Task, examples: Sequence[Mapping[str, Any]], outputs: Mapping[Any, Any]
 ) -> list[dict[str, Any]]:
     """Per-example records for `write_examples`: rank tasks grouped by example."""
     vocab = task.output_features["targets"].vocabulary
-    examples = list(tfds.as_numpy(task_ds))
     scores = outputs.get(seqio.metrics.ModelOutputType.SCORE)
     predictions = outputs.get(seqio.metrics.ModelOutputType.PREDICTION)
 
@@ -311,6 +310,8 @@ class EvalSuite:
             for name in self.names
         }
         self._rows: dict[int, tuple[Any, tuple[list[int], list[dict[str, list[int]]]]]] = {}
+        # (split, task) -> its cached eval examples as numpy, for the per-example files.
+        self._examples: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
     def _read(self, ds: Any) -> tuple[list[int], list[dict[str, list[int]]]]:
         """Rows of a cached eval dataset, read once (the dataset object is the key)."""
@@ -358,7 +359,6 @@ class EvalSuite:
         )
         writes = out_dir is not None and jax.process_index() == 0
         metrics: dict[str, dict[str, dict[str, float]]] = {}
-        results: list[aggregate.TemplateResult] = []
         files: dict[str, Any] = {"examples": []}
         for split in self.splits:
             metrics[split] = {}
@@ -370,21 +370,20 @@ class EvalSuite:
                 for task in evaluator.eval_tasks:
                     task_metrics = {k: float(v) for k, v in future.result()[task.name].items()}
                     metrics[split][task.name] = task_metrics
-                    cluster, dataset, template = _task_identity(task.name, self.vocabulary)
-                    results.append(
-                        aggregate.TemplateResult(cluster, dataset, template, split, task_metrics)
-                    )
                     if writes:
-                        rows = _example_rows(
-                            task, evaluator.cached_task_datasets[task.name], outputs[task.name]
-                        )
+                        key = (split, task.name)
+                        if key not in self._examples:  # read once, reused by later evaluations
+                            self._examples[key] = list(
+                                tfds.as_numpy(evaluator.cached_task_datasets[task.name])
+                            )
+                        rows = _example_rows(task, self._examples[key], outputs[task.name])
                         files["examples"].append(
                             aggregate.write_examples(f"{out_dir}/examples/{split}", task.name, rows)
                         )
 
         summary = None
         if aggregate.REPORT_SPLIT in self.splits:
-            summary = aggregate.aggregate(results)
+            summary = aggregate.aggregate(template_results(metrics, self.vocabulary))
             if writes:
                 files.update(aggregate.write_reports(summary, out_dir))
         if writes:
@@ -423,9 +422,7 @@ def write_metrics(
     path = epath.Path(out_dir) / METRICS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"names": list(names), "splits": list(splits), "metrics": metrics}
-    tmp = path.parent / f".{METRICS_FILE}.tmp"
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    tmp.rename(path)
+    run_dir.atomic_write(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return str(path)
 
 

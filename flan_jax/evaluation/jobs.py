@@ -71,6 +71,11 @@ class EvalConfig:
     vocabulary: str = "byte"
     bucket: bool = True
 
+    @property
+    def decode_config(self) -> decoding.DecodeConfig:
+        """How generative tasks are decoded (`decode_method`, `num_beams`)."""
+        return decoding.DecodeConfig(method=self.decode_method, num_beams=self.num_beams)
+
 
 def resolve_checkpoint(path: str) -> tuple[str, int | None]:
     """``MODEL_DIR/<step>`` as given, or a MODEL_DIR's newest committed, intact step."""
@@ -152,7 +157,7 @@ def evaluate(cfg: EvalConfig, layout: partitioning.Layout | None = None) -> dict
     # Reports go beside the checkpoint: MODEL_DIR/eval/step_<n> (or eval/params).
     out_dir = cfg.output_dir or run_dir.RunDir(os.path.dirname(path.rstrip("/"))).eval_dir(step)
     log.info("evaluating %s on %s -> %s", path, ", ".join(names), out_dir)
-    decode = decoding.DecodeConfig(method=cfg.decode_method, num_beams=cfg.num_beams)
+    decode = cfg.decode_config
     results = evaluator.evaluate_mixture(
         model,
         params,
@@ -253,7 +258,7 @@ def infer(
     for i, p in enumerate(prompts):
         check_prompt(p, f"prompt {i}")
     inputs = [encode(p["prompt"], lengths["inputs"], prompt) for p in prompts]
-    decode = decoding.DecodeConfig(method=cfg.decode_method, num_beams=cfg.num_beams)
+    decode = cfg.decode_config
     outputs = decoding.decode_rows(model, params, inputs, layout, cfg.batch_size, lengths, decode)
     rows, owners = [], []
     for i, p in enumerate(prompts):

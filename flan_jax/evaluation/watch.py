@@ -24,11 +24,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
-import numpy as np
-from jax.experimental import multihost_utils
 
 from flan_jax import checkpoints, models, naming, partitioning, run_dir, vocab
-from flan_jax.evaluation import aggregate, decoding, evaluator, jobs
+from flan_jax.evaluation import aggregate, evaluator, jobs
 
 log = logging.getLogger("flan_jax.evaluation.watch")
 
@@ -37,20 +35,16 @@ SUMMARY_JSON = "summary.json"
 SUMMARY_PLOT = "heldout_vs_step.png"
 
 
-class NotAModelDir(ValueError):
-    """--watch was given a directory that is not a training run's MODEL_DIR."""
-
-
 def check_model_dir(path: str) -> run_dir.RunDir:
     """The RunDir of `path`, refused in one line unless it holds a run record (run.json)."""
     run = run_dir.RunDir(path)
     if not run.path.is_dir():
-        raise NotAModelDir(
+        raise run_dir.RunDirError(
             f"--watch {path}: no such directory; pass the MODEL_DIR of a training run (start "
             "the watcher once the trainer has written MODEL_DIR/run.json)"
         )
     if not run.record_path.exists():
-        raise NotAModelDir(
+        raise run_dir.RunDirError(
             f"--watch {path} is not a MODEL_DIR (no {run_dir.RECORD}); pass the MODEL_DIR of a "
             "training run, or evaluate one checkpoint with --gin.CHECKPOINT_PATH"
         )
@@ -76,13 +70,6 @@ def final_step(run: run_dir.RunDir) -> int | None:
     record = run.read_record() or {}
     steps = record.get("config", {}).get("train_steps")
     return int(steps) if isinstance(steps, int) else None
-
-
-def _agree(value: int) -> int:
-    """Process 0's `value` on every process."""
-    if jax.process_count() == 1:
-        return value
-    return int(multihost_utils.broadcast_one_to_all(np.int32(value)))
 
 
 def cluster_scores(
@@ -137,9 +124,7 @@ def write_summary(
         "steps": {str(s): scores[s] for s in steps},
     }
     json_path = os.path.join(summary_dir, SUMMARY_JSON)
-    with open(json_path + ".tmp", "w") as f:
-        json.dump(record, f, indent=2, sort_keys=True)
-    os.replace(json_path + ".tmp", json_path)
+    run_dir.atomic_write(run_dir.as_path(json_path), json.dumps(record, indent=2, sort_keys=True))
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     clusters = sorted({c for s in steps for c in scores[s][split]}, key=lambda c: c not in heldout)
@@ -182,18 +167,12 @@ def watch(
     names = jobs.eval_names(
         cfg.mixture_or_task_name, vocabulary, cfg.include_heldin, cfg.heldin_clusters
     )
-    for name in names:
-        evaluator.resolve_eval_tasks(name, cfg.splits, vocabulary)
     heldout = naming.parse_name(cfg.mixture_or_task_name).heldout or ()
 
     def step_dir(step: int) -> str:
-        if cfg.output_dir:
-            return os.path.join(cfg.output_dir, f"step_{step}")
-        return run.eval_dir(step)
+        return run.eval_dir(step, cfg.output_dir)
 
-    summary_dir = (
-        os.path.join(cfg.output_dir, "summary") if cfg.output_dir else run.eval_summary_dir()
-    )
+    summary_dir = run.eval_summary_dir(cfg.output_dir)
 
     def evaluated(step: int) -> dict[str, Any] | None:
         record = evaluator.read_metrics(step_dir(step))
@@ -202,12 +181,21 @@ def watch(
         return None
 
     unusable: set[int] = set()  # steps gone or corrupted by the time we got to them
+    scores_of: dict[int, dict] = {}  # step -> cluster scores of a complete evaluation (host 0)
+
+    def finished(step: int) -> bool:
+        if step not in scores_of:
+            record = evaluated(step)  # read once per step, not at every poll
+            if record is None:
+                return False
+            scores_of[step] = cluster_scores(record["metrics"], vocabulary)
+        return True
 
     def next_action() -> int:
         final = final_step(run)
         steps = checkpoints.committed_steps(run.path)
         for step in steps:
-            if step not in unusable and evaluated(step) is None:
+            if step not in unusable and not finished(step):
                 return step
         if final is not None and steps and steps[-1] >= final:
             return _STOP
@@ -223,20 +211,20 @@ def watch(
         num_examples=cfg.num_examples,
     )
     writer = _metric_writer(summary_dir, is_host0)
-    decode = decoding.DecodeConfig(method=cfg.decode_method, num_beams=cfg.num_beams)
+    decode = cfg.decode_config
     done: list[int] = []
-    already = [s for s in checkpoints.committed_steps(run.path) if evaluated(s) is not None]
+    already = [s for s in checkpoints.committed_steps(run.path) if finished(s)]
     if already:
         log.info("steps already evaluated (skipped): %s", already)
-    waiting_since = None
+    waiting = False
     try:
         while True:
-            action = _agree(next_action() if is_host0 else 0)
+            action = checkpoints.from_process_0(next_action() if is_host0 else 0)
             if action == _STOP:
                 break
             if action == _WAIT:
-                if waiting_since is None:
-                    waiting_since = time.monotonic()
+                if not waiting:
+                    waiting = True
                     log.info(
                         "waiting for the next checkpoint in %s (final step %s)",
                         run,
@@ -244,7 +232,7 @@ def watch(
                     )
                 time.sleep(poll_seconds)
                 continue
-            waiting_since = None
+            waiting = False
             step = action
             path = run.step_dir(step)
             try:
@@ -267,7 +255,7 @@ def watch(
             )
             del params  # one step's params on the devices at a time
             done.append(step)
-            scores = cluster_scores(results["metrics"], vocabulary)
+            scores = scores_of[step] = cluster_scores(results["metrics"], vocabulary)
             if is_host0:
                 scalars = {
                     f"{split}/{cluster}": value
@@ -277,13 +265,8 @@ def watch(
                 writer.write_scalars(step, scalars)
                 writer.flush()
                 # Earlier steps from the summary so far (their checkpoints may be gone), then
-                # every evaluated step still here (some may predate this watcher).
-                all_scores = read_summary(summary_dir)
-                for s in sorted(set(checkpoints.committed_steps(run.path) + done)):
-                    record = evaluated(s)
-                    if record is not None:
-                        all_scores[s] = cluster_scores(record["metrics"], vocabulary)
-                write_summary(summary_dir, all_scores, heldout)
+                # every step evaluated here or before this watcher.
+                write_summary(summary_dir, {**read_summary(summary_dir), **scores_of}, heldout)
             if on_step is not None:
                 on_step(step, {**results, "scores": scores, "out_dir": step_dir(step)})
     finally:

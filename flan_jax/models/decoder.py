@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from flan_jax.models import family, lm_decoding
 from flan_jax.models.family import ModelConfig, ModelFn, Stepper
 from flan_jax.models.layers import Array, Embed
-from flan_jax.models.losses import shift_right, target_scores
+from flan_jax.models.losses import target_scores
 from flan_jax.models.stack import SHARED_CACHE_LEAVES, DecoderStack
 
 # Key positions given to hidden cache slots: larger than any query position, so the decoder's
@@ -124,7 +124,7 @@ def prefill_prompt(
     s = prompt.shape[0]
     n = jnp.sum(prompt > 0)
     chunk = jnp.pad(prompt, (1, 0))[None, :]  # [1, s + 1]: BOS 0, inputs, padding
-    cache = FAMILY.init_decode_cache(model, batch_size=1, max_decode_length=cache_length)
+    cache = lm_decoding.init_cache(model, 1, cache_length)
     marker = None
     if prefix_lm:
         marker = (jnp.arange(s + 1) <= n).astype(jnp.int32)[None, :]
@@ -154,31 +154,6 @@ def _relabel_positions(cache: dict, n: Array, s: int) -> dict:
     ).astype(jnp.int32)
     decoder = dict(cache["decoder"], key_positions=positions)
     return dict(cache, decoder=decoder)
-
-
-def _prefix_lm_batch(
-    inputs: Array, targets: Array, prefix_lm: bool
-) -> tuple[dict[str, Array], Array]:
-    """Rows [b, s] + [b, t] -> PrefixLM model batch over s + t slots and the loss weights.
-
-    Each row is packed left (inputs, then targets, then padding) like seqio's converter; the
-    prefix marker covers the inputs plus one position.
-    """
-    b, s = inputs.shape
-    t = targets.shape[1]
-    n_in = jnp.sum(inputs > 0, axis=1)
-    n_tg = jnp.sum(targets > 0, axis=1)
-    pos = jnp.arange(s + t)[None, :]
-    # Slot j holds input j (j < n_in) or target j - n_in.
-    from_inputs = jnp.take_along_axis(inputs, jnp.minimum(pos, s - 1).repeat(b, 0), axis=1)
-    tg_index = jnp.clip(pos - n_in[:, None], 0, t - 1)
-    from_targets = jnp.take_along_axis(targets, tg_index, axis=1)
-    is_target = (pos >= n_in[:, None]) & (pos < (n_in + n_tg)[:, None])
-    tokens = jnp.where(pos < n_in[:, None], from_inputs, jnp.where(is_target, from_targets, 0))
-    batch = dict(decoder_input_tokens=shift_right(tokens), decoder_target_tokens=tokens)
-    if prefix_lm:
-        batch["decoder_causal_attention"] = (pos <= n_in[:, None]).astype(jnp.int32)
-    return batch, is_target
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,7 +221,7 @@ class DecoderFamily(family.Family):
 
     def row_scorer(self, model: DecoderOnly, prefix_lm: bool) -> ModelFn:
         def score(params, inputs, targets):
-            batch, is_target = _prefix_lm_batch(inputs, targets, prefix_lm)
+            batch, is_target = lm_decoding.prefix_lm_batch(inputs, targets, prefix_lm)
             logits = model.apply({"params": params}, **batch)
             return target_scores(logits, batch["decoder_target_tokens"], is_target)
 

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from flan_jax.models.family import ModelFn, Stepper
 from flan_jax.models.layers import Array
-from flan_jax.models.losses import target_scores
+from flan_jax.models.losses import shift_right, target_scores
 
 # params, prompt [s], cache length -> (a batch-1 cache holding the prompt, logits [1, vocab] of
 # its last real position, which predict the first target token).
@@ -160,3 +160,29 @@ def lm_stepper(
         return full(buffer, jnp.full((buffer.shape[0],), s + 1 + i)), buffer
 
     return Stepper(start_nc, step_nc, lambda buf, rows: jnp.take(buf, rows, axis=0))
+
+
+def prefix_lm_batch(
+    inputs: Array, targets: Array, prefix_lm: bool = False
+) -> tuple[dict[str, Array], Array]:
+    """Rows [b, s] + [b, t] -> PrefixLM model batch over s + t slots and the loss weights.
+
+    Each row is packed left (inputs, then targets, then padding) like seqio's converter; the
+    prefix marker covers the inputs plus one position (only with `prefix_lm`: causal
+    families attend causally over the whole row).
+    """
+    b, s = inputs.shape
+    t = targets.shape[1]
+    n_in = jnp.sum(inputs > 0, axis=1)
+    n_tg = jnp.sum(targets > 0, axis=1)
+    pos = jnp.arange(s + t)[None, :]
+    # Slot j holds input j (j < n_in) or target j - n_in.
+    from_inputs = jnp.take_along_axis(inputs, jnp.minimum(pos, s - 1).repeat(b, 0), axis=1)
+    tg_index = jnp.clip(pos - n_in[:, None], 0, t - 1)
+    from_targets = jnp.take_along_axis(targets, tg_index, axis=1)
+    is_target = (pos >= n_in[:, None]) & (pos < (n_in + n_tg)[:, None])
+    tokens = jnp.where(pos < n_in[:, None], from_inputs, jnp.where(is_target, from_targets, 0))
+    batch = dict(decoder_input_tokens=shift_right(tokens), decoder_target_tokens=tokens)
+    if prefix_lm:
+        batch["decoder_causal_attention"] = (pos <= n_in[:, None]).astype(jnp.int32)
+    return batch, is_target

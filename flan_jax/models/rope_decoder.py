@@ -37,13 +37,11 @@ import numpy as np
 
 from flan_jax.models import family, lm_decoding
 from flan_jax.models.family import ModelConfig, ModelFn, Stepper
-from flan_jax.models.losses import shift_right, target_scores
-
-Array = jax.Array
+from flan_jax.models.layers import _MASKED, Array, softmax
+from flan_jax.models.losses import target_scores
 
 # Position of unwritten and hidden cache slots: above any query position, so always masked.
 _HIDDEN_POSITION = 2**30
-_MASKED = -1e10  # fp32 logit of masked keys
 _ROPE_SCALINGS = ("none", "llama3")
 _SHARED_CACHE = ("cache_index", "next_position", "key_positions")
 
@@ -299,7 +297,7 @@ class Attention(nn.Module):
         logits = jnp.einsum("bqnjk,bsnk->bnjqs", q, key, preferred_element_type=jnp.float32)
         logits = logits * np.float32(k**-0.5)
         logits = jnp.where(mask[:, :, None], logits, _MASKED)  # mask [b or 1, 1, q, s]
-        weights = jax.nn.softmax(logits, axis=-1).astype(dtype)
+        weights = softmax(logits).astype(dtype)  # layers.softmax: the cheaper backward
         weights = _dropout(weights, cfg.dropout_rate, deterministic)
         out = jnp.einsum("bnjqs,bsnk->bqnjk", weights, value).reshape(b, q_len, h, k)
         out = nn.with_logical_constraint(out, act)
@@ -463,18 +461,8 @@ class RopeDecoder(nn.Module):
 # Cache rows (the shared index and positions stay; the K/V buffers follow their rows).
 
 
-def gather_rows(cache: Any, rows: Array) -> Any:
-    """The cache with row j taken from row `rows[j]` (beam search reorders its beams)."""
-    return lm_decoding.take_rows(cache, rows, _SHARED_CACHE)
-
-
-def broadcast_cache(cache: Any, k: int) -> Any:
-    """A batch-1 cache copied to k rows."""
-    return lm_decoding.copy_rows(cache, k, _SHARED_CACHE)
-
-
 def prefill_prompt(
-    family_: RopeDecoderFamily, model: RopeDecoder, params: Any, prompt: Array, cache_length: int
+    model: RopeDecoder, params: Any, prompt: Array, cache_length: int
 ) -> tuple[dict, Array]:
     """One right-padded prompt [s] into a fresh batch-1 cache of `cache_length` slots.
 
@@ -485,7 +473,7 @@ def prefill_prompt(
     """
     s = prompt.shape[0]
     n = jnp.sum(prompt > 0)
-    cache = family_.init_decode_cache(model, 1, cache_length)
+    cache = lm_decoding.init_cache(model, 1, cache_length)
     logits, mutated = model.apply(
         {"params": params, "cache": cache},
         jnp.pad(prompt, (1, 0))[None, :],
@@ -499,26 +487,6 @@ def prefill_prompt(
     ).astype(jnp.int32)
     cache["next_position"] = (n + 1).astype(jnp.int32)
     return cache, jax.lax.dynamic_index_in_dim(logits[0], n, axis=0, keepdims=True)
-
-
-def lm_batch(inputs: Array, targets: Array) -> tuple[dict[str, Array], Array]:
-    """Rows [b, s] + [b, t] -> a causal-LM batch over s + t slots, and the target weights.
-
-    Each row is packed left (inputs, then targets, then padding), as seqio's prefix-LM
-    converter lays out one example.
-    """
-    b, s = inputs.shape
-    t = targets.shape[1]
-    n_in = jnp.sum(inputs > 0, axis=1)[:, None]
-    n_tg = jnp.sum(targets > 0, axis=1)[:, None]
-    pos = jnp.arange(s + t)[None, :]
-    from_inputs = jnp.take_along_axis(
-        inputs, jnp.broadcast_to(jnp.minimum(pos, s - 1), (b, s + t)), 1
-    )
-    from_targets = jnp.take_along_axis(targets, jnp.clip(pos - n_in, 0, t - 1), axis=1)
-    is_target = (pos >= n_in) & (pos < n_in + n_tg)
-    tokens = jnp.where(pos < n_in, from_inputs, jnp.where(is_target, from_targets, 0))
-    return dict(decoder_input_tokens=shift_right(tokens), decoder_target_tokens=tokens), is_target
 
 
 # ---------------------------------------------------------------------------------------------
@@ -596,7 +564,7 @@ class RopeDecoderFamily(family.Family):
         del prefix_lm  # always causal
 
         def score(params, inputs, targets):
-            batch, is_target = lm_batch(inputs, targets)
+            batch, is_target = lm_decoding.prefix_lm_batch(inputs, targets)
             logits = model.apply({"params": params}, **batch)
             return target_scores(logits, batch["decoder_target_tokens"], is_target)
 
@@ -638,4 +606,4 @@ class RopeDecoderFamily(family.Family):
         )
 
     def _prefill(self, model: RopeDecoder) -> lm_decoding.Prefill:
-        return lambda params, prompt, length: prefill_prompt(self, model, params, prompt, length)
+        return lambda params, prompt, length: prefill_prompt(model, params, prompt, length)

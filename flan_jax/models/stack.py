@@ -14,7 +14,7 @@ Decoding with a KV cache (`decode=True`), the same protocol for every family bui
 Positions in decode mode come from the cache index (rows decode in lockstep; packing and
 per-row offsets are not supported while decoding). The cache's "cache_index" and
 "key_positions" are shared by all rows; every other leaf has a leading row axis
-(`gather_rows`, `broadcast_cache`).
+(`gather_rows`; `lm_decoding.copy_rows` copies a batch-1 cache to k rows).
 """
 
 from __future__ import annotations
@@ -230,8 +230,3 @@ SHARED_CACHE_LEAVES = ("cache_index", "key_positions")
 def gather_rows(cache: Any, rows: Array) -> Any:
     """The cache with row j taken from row `rows[j]` (beam search reorders its beams)."""
     return lm_decoding.take_rows(cache, rows, SHARED_CACHE_LEAVES)
-
-
-def broadcast_cache(cache: Any, k: int) -> Any:
-    """A batch-1 cache copied to k rows (the scalar index and key positions stay shared)."""
-    return lm_decoding.copy_rows(cache, k, SHARED_CACHE_LEAVES)
