@@ -473,13 +473,17 @@ def check_agrees(
     vocabulary: seqio.Vocabulary,
     model_vocab_size: int,
     special_tokens: Mapping[str, int | Sequence[int] | None] | None = None,
+    *,
+    tokenizer_ids: bool = False,
 ) -> None:
     """Raises one line unless the model can use the vocabulary.
 
     The model's vocabulary size must hold every id; ``special_tokens`` (``{"bos": id, "eos":
     id or [ids], "pad": ..., "unk": ...}``, e.g. `special_tokens_of` a model config; None values
     are skipped) must name the vocabulary's special tokens. Ids are the ones the model reads,
-    i.e. ours: the tokenizer's, except for the two of `HFVocabulary.id_swap`.
+    i.e. ours: the tokenizer's, except for the two of `HFVocabulary.id_swap`. With
+    ``tokenizer_ids`` they are the tokenizer's own (a Hugging Face config.json's, before the
+    swap), and the message names the tokenizer's ids too.
     """
     size = vocabulary.vocab_size
     name = vocabulary.spec if isinstance(vocabulary, HFVocabulary) else type(vocabulary).__name__
@@ -495,15 +499,17 @@ def check_agrees(
         key = key.removesuffix("_token_id").removesuffix("_id")
         if key not in SPECIAL_NAMES:
             raise ValueError(f"unknown special token {key!r}; use one of {SPECIAL_NAMES}")
-        ours = vocabulary._mapped(key)
-        if model_ids is None or ours is None:
+        # Both sides in one numbering: a config.json's ids are the tokenizer's, a model
+        # config's ours (they differ where the tokenizer's id 0 is BOS or EOS).
+        want = vocabulary.hf_special_ids[key] if tokenizer_ids else vocabulary._mapped(key)
+        if model_ids is None or want is None:
             continue
         ids = [model_ids] if isinstance(model_ids, int) else list(model_ids)
-        if ours not in ids:
+        if want not in ids:
             text = vocabulary._token_of(key)
             raise ValueError(
                 f"the model's {key}_token_id {model_ids} differs from the tokenizer's {key} id "
-                f"{ours} ({text}) in {vocabulary.path}; use the tokenizer published with the "
+                f"{want} ({text}) in {vocabulary.path}; use the tokenizer published with the "
                 "model (the folder it was converted from)"
             )
 

@@ -547,3 +547,38 @@ def test_bfloat16_activations_keep_float32_params(hf):
         x.value.dtype
         for x in jax.tree.leaves(boxed, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
     } == {jnp.dtype("float32")}
+
+
+def test_dropout_masks_attention_weights_per_element_and_hidden_states_per_position():
+    # Every dropout call's input and output, by the module it runs in (fixed rngs: deterministic).
+    rate, seen = 0.5, {}
+
+    def record(next_fun, args, kwargs, context):
+        out = next_fun(*args, **kwargs)
+        if isinstance(context.module, nn.Dropout):
+            where = type(context.module.parent).__name__
+            seen.setdefault(where, []).append((np.asarray(args[0]), np.asarray(out)))
+        return out
+
+    config = models.preset("llama", "tiny", dropout_rate=rate)
+    model = models.build_model(config)
+    tokens = _tokens(11, (2, 12))
+    params = model.init(jax.random.key(0), tokens)["params"]
+    with nn.intercept_methods(record):
+        model.apply(
+            {"params": params}, tokens, enable_dropout=True, rngs={"dropout": jax.random.key(1)}
+        )
+    assert sorted(seen) == ["Attention", "DecoderLayer", "Mlp", "RopeDecoder"]
+    for where, calls in seen.items():
+        for x, y in calls:
+            kept = y != 0
+            np.testing.assert_allclose(y[kept], x[kept] / (1 - rate), rtol=1e-6)
+            if where == "Attention":
+                # [b, kv_heads, group, q, k]: key 0 is visible to every query, and each query
+                # drops it on its own draw (a length-broadcast mask would drop it for all).
+                column = kept[..., 0]
+                assert (column != column[..., :1]).any()
+            else:
+                # Hidden states [b, t, d]: one mask shared by all positions, as T5's.
+                assert x.ndim == 3 and (kept == kept[:, :1]).all()
+                assert 0 < kept.mean() < 1

@@ -52,6 +52,7 @@ TOKENIZER_FILES = (
     "tokenizer_config.json",
     "special_tokens_map.json",
     "generation_config.json",
+    "chat_template.jinja",  # where newer transformers save the chat template
 )
 _REQUIRED = (
     "vocab_size",
@@ -246,9 +247,10 @@ class HFCausalConverter(Converter):
         if self.tokenizer is not None:
             from flan_jax import hf_vocab
 
+            # config.json's ids are the tokenizer's (our config gets them swapped, below).
             ids = {"bos": hf.get("bos_token_id"), "eos": hf.get("eos_token_id")}
             try:
-                hf_vocab.check_agrees(self.tokenizer, hf["vocab_size"], ids)
+                hf_vocab.check_agrees(self.tokenizer, hf["vocab_size"], ids, tokenizer_ids=True)
             except ValueError as e:
                 raise ConversionError(f"{source}: {e}") from None
         heads = hf["num_attention_heads"]

@@ -34,14 +34,17 @@ _LLAMA3 = dict(
     bos_token_id=128000,
     eos_token_id=128001,
 )
+# SmolLM2's BOS and EOS are its tokenizer's id 0, <|endoftext|>, which trades places with the
+# spare special token <empty_output> (16) to keep id 0 for padding (`hf_vocab`): 16 in our
+# numbering, as a converted checkpoint's model_config.json has them (0 in its config.json).
 _SMOLLM2 = dict(
     vocab_size=49152,
     rope_theta=100000.0,
     max_position_embeddings=8192,
     tie_word_embeddings=True,
     norm_epsilon=1e-5,
-    bos_token_id=0,
-    eos_token_id=0,
+    bos_token_id=16,
+    eos_token_id=16,
 )
 
 # Published shapes (config.json of HuggingFaceTB/SmolLM2-*, meta-llama/Llama-3.2-*); parameters:

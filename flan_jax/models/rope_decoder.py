@@ -234,10 +234,14 @@ class TokenEmbedder(nn.Module):
         )
 
 
-def _dropout(x: Array, rate: float, deterministic: bool) -> Array:
+def _dropout(
+    x: Array, rate: float, deterministic: bool, broadcast_dims: tuple[int, ...] = (-2,)
+) -> Array:
+    """Dropout that is free at rate 0. Hidden activations [b, t, d] share one mask along the
+    length (axis -2), as T5's; attention weights pass ``broadcast_dims=()`` (one draw each)."""
     if rate == 0.0 or deterministic:
         return x
-    return nn.Dropout(rate=rate, broadcast_dims=(-2,))(x, deterministic=False)
+    return nn.Dropout(rate=rate, broadcast_dims=broadcast_dims)(x, deterministic=False)
 
 
 class Attention(nn.Module):
@@ -298,7 +302,9 @@ class Attention(nn.Module):
         logits = logits * np.float32(k**-0.5)
         logits = jnp.where(mask[:, :, None], logits, _MASKED)  # mask [b or 1, 1, q, s]
         weights = softmax(logits).astype(dtype)  # layers.softmax: the cheaper backward
-        weights = _dropout(weights, cfg.dropout_rate, deterministic)
+        # Per element: weights are [b, n, j, q, s], so a length-broadcast mask (axis -2) would
+        # drop the same keys for every query.
+        weights = _dropout(weights, cfg.dropout_rate, deterministic, broadcast_dims=())
         out = jnp.einsum("bnjqs,bsnk->bqnjk", weights, value).reshape(b, q_len, h, k)
         out = nn.with_logical_constraint(out, act)
         return jnp.einsum("bqhk,hkd->bqd", out, kernel("out", ("heads", "kv", "embed"), (h, k, d)))
