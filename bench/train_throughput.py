@@ -21,6 +21,10 @@ CPU (default when no GPU is present):
   transformers >= 5 ties ``lm_head`` to the embedding whatever the config says; the bench unties
   it so both models have the same parameters (checked). Their loss starts higher: transformers
   draws the untied LM head with std 1; throughput does not depend on the values.
+* allocator: the script restarts itself under the C-allocator settings `flan-jax train` and
+  `eval` run under (flan_jax/host_memory.py: freed step buffers are reused, not unmapped and
+  faulted in again). transformers runs in the same process, so it gets them too; both sides
+  are equally affected by ``--system_allocator``, which keeps the system defaults instead.
 * memory: T5 small, global batch 8 at 512/114, compiled ahead of time (``flan-jax preflight``'s
   code) for 8 virtual CPU devices under data=8 ("1d" rules) and data=1 x fsdp=8 ("fsdp" rules).
 * llama: a small Llama-family model against transformers' LlamaForCausalLM with the same
@@ -56,7 +60,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from harness import log  # noqa: E402
 
-from flan_jax import partitioning, train_step  # noqa: E402
+from flan_jax import host_memory, partitioning, train_step  # noqa: E402
 from flan_jax.models import (  # noqa: E402
     T5Config,
     param_count,
@@ -258,11 +262,19 @@ def main() -> None:
     parser.add_argument("--small_batch", type=int, default=2)
     parser.add_argument("--gpu_batch", type=int, default=64)
     parser.add_argument("--no_hf", action="store_true", help="skip the PyTorch reference")
+    parser.add_argument(
+        "--system_allocator",
+        action="store_true",
+        help="keep the C allocator's defaults instead of the settings flan-jax train runs under "
+        "(flan_jax/host_memory.py); either way both sides share this process and its allocator",
+    )
     parser.add_argument("--no_memory", action="store_true", help="skip the memory analysis")
     parser.add_argument(
         "--no_llama", action="store_true", help="skip the Llama row (bench/llm_throughput.py)"
     )
     args = parser.parse_args()
+    if not args.system_allocator:
+        host_memory.reexec_with_tuned_allocator()  # as `flan-jax train` does; returns once set
 
     import tensorflow as tf  # pulled in by flan_jax's input pipeline: keep it off the GPU
 
@@ -276,6 +288,7 @@ def main() -> None:
         "lengths": LENGTHS,
         "jax": jax.__version__,
         "optimizer": "Adafactor (decay 0.8, clip 1.0, param scaling, no momentum, lr 1e-3)",
+        "allocator": os.environ.get("GLIBC_TUNABLES") or "system defaults",
     }
 
     if gpu:

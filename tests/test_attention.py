@@ -69,3 +69,43 @@ def test_bfloat16_gradients_stay_close():
         np.testing.assert_allclose(
             np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=0.05, atol=0.05
         )
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+@pytest.mark.parametrize("num_buckets,max_distance", [(32, 128), (64, 256), (128, 1024)])
+def test_static_relative_position_buckets_equal_traced_and_transformers(
+    bidirectional, num_buckets, max_distance
+):
+    """Static positions are bucketed with numpy at trace time (a constant of the step); every
+    bucket must equal the traced computation's and transformers' T5 bucketing, including the
+    log-spaced boundaries (exact powers, where float32 rounding could tip a bucket)."""
+    torch = pytest.importorskip("torch")
+    from transformers.models.t5.modeling_t5 import T5Attention
+
+    rel = np.arange(-4500, 4500, dtype=np.int32)
+    host = layers.relative_position_bucket(rel, bidirectional, num_buckets, max_distance, xp=np)
+    traced = jax.jit(
+        lambda r: layers.relative_position_bucket(r, bidirectional, num_buckets, max_distance)
+    )(jnp.asarray(rel))
+    theirs = T5Attention._relative_position_bucket(
+        torch.tensor(rel, dtype=torch.long),
+        bidirectional=bidirectional,
+        num_buckets=num_buckets,
+        max_distance=max_distance,
+    ).numpy()
+    assert isinstance(host, np.ndarray)
+    np.testing.assert_array_equal(host, np.asarray(traced))
+    np.testing.assert_array_equal(host, theirs)
+
+
+def test_default_positions_give_the_same_bias_as_traced_positions():
+    """The position-bias module with default (numpy) positions equals the same module fed the
+    same positions as a traced array."""
+    module = layers.RelativePositionBias(4, 32, 128, bidirectional=True, param_dtype=jnp.float32)
+    tokens = jnp.ones((2, 300), jnp.int32)
+    pos = layers.default_positions(tokens)
+    assert isinstance(pos, np.ndarray)
+    params = module.init(jax.random.key(0), pos, pos)
+    static = jax.jit(lambda p: module.apply(p, pos, pos))(params)
+    traced = jax.jit(lambda p, qp: module.apply(p, qp, qp))(params, jnp.asarray(pos))
+    np.testing.assert_array_equal(np.asarray(static), np.asarray(traced))

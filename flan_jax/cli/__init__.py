@@ -213,6 +213,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown and not args.accepts_gin:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.extra = unknown
+    if argv is None and args.accepts_gin:
+        # Compute jobs run under the allocator settings of flan_jax.host_memory; the process
+        # starts itself again with them (only from the command line, before any heavy import).
+        from flan_jax import host_memory
+
+        host_memory.reexec_with_tuned_allocator()
     args.verbose = args.verbose or os.environ.get("FLAN_JAX_VERBOSE", "") not in ("", "0")
     try:
         with quiet_startup(enabled=not args.verbose):

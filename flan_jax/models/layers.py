@@ -16,6 +16,7 @@ the position bias at batch 1 and lets XLA broadcast it inside the softmax fusion
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -330,30 +331,36 @@ class MultiHeadAttention(nn.Module):
 
 
 def relative_position_bucket(
-    relative_position: Array, bidirectional: bool, num_buckets: int, max_distance: int
-) -> Array:
+    relative_position: Array | np.ndarray,
+    bidirectional: bool,
+    num_buckets: int,
+    max_distance: int,
+    xp: Any = jnp,
+) -> Array | np.ndarray:
     """T5's bucketing of `key_pos - query_pos`: exact for small distances, log-spaced up to
     `max_distance`, saturating beyond. Causal (unidirectional) bucketing maps every future key to
     bucket 0, which the mask hides anyway (or, for prefix-LM, treats like distance 0 as T5X does).
+    `xp=np` computes it on the host for static positions, in the same float32 arithmetic.
     """
     n = -relative_position
-    bucket = jnp.zeros_like(n)
+    bucket = xp.zeros_like(n)
     if bidirectional:
         num_buckets //= 2
         bucket = bucket + (n < 0).astype(n.dtype) * num_buckets
-        n = jnp.abs(n)
+        n = xp.abs(n)
     else:
-        n = jnp.maximum(n, 0)
+        n = xp.maximum(n, 0)
     max_exact = num_buckets // 2
     is_small = n < max_exact
     # The log is taken on a clipped value so the small branch never sees log(0) (it is unused
     # there, but NaNs in an unselected branch still poison gradients).
-    n_large = jnp.maximum(n, max_exact).astype(jnp.float32)
+    n_large = xp.maximum(n, max_exact).astype(np.float32)
+    scale = np.float32(np.log(max_distance / max_exact))
     val_if_large = max_exact + (
-        jnp.log(n_large / max_exact) / np.log(max_distance / max_exact) * (num_buckets - max_exact)
+        xp.log(n_large / np.float32(max_exact)) / scale * np.float32(num_buckets - max_exact)
     ).astype(n.dtype)
-    val_if_large = jnp.minimum(val_if_large, num_buckets - 1)
-    return bucket + jnp.where(is_small, n, val_if_large)
+    val_if_large = xp.minimum(val_if_large, num_buckets - 1)
+    return bucket + xp.where(is_small, n, val_if_large)
 
 
 class RelativePositionBias(nn.Module):
@@ -377,8 +384,15 @@ class RelativePositionBias(nn.Module):
             self.param_dtype,
         )
         relative = key_positions[:, None, :] - query_positions[:, :, None]
+        # Static (numpy) positions, e.g. `default_positions`: the buckets are a constant of the
+        # compiled step instead of a log over [q, k] on every step.
+        static = isinstance(relative, np.ndarray)
         buckets = relative_position_bucket(
-            relative.astype(jnp.int32), self.bidirectional, self.num_buckets, self.max_distance
+            relative.astype(np.int32),
+            self.bidirectional,
+            self.num_buckets,
+            self.max_distance,
+            xp=np if static else jnp,
         )
         bias = jnp.take(table.astype(jnp.float32), buckets, axis=1)  # [h, b, q, k]
         return jnp.transpose(bias, (1, 0, 2, 3))
@@ -397,6 +411,8 @@ def attention_mask(
     return mask[:, None, :, :]
 
 
-def default_positions(tokens: Array) -> Array:
-    """[1, length] positions 0..length-1; batch 1 so the position bias broadcasts over rows."""
-    return jnp.arange(tokens.shape[1], dtype=jnp.int32)[None, :]
+def default_positions(tokens: Array) -> np.ndarray:
+    """[1, length] positions 0..length-1; batch 1 so the position bias broadcasts over rows.
+    A numpy array: the relative-position buckets of static positions are then computed once,
+    at trace time."""
+    return np.arange(tokens.shape[1], dtype=np.int32)[None, :]

@@ -1,0 +1,93 @@
+"""The allocator settings compute jobs run under (flan_jax.host_memory)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from flan_jax import host_memory
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc tunables")
+
+
+@linux_only
+def test_tuned_environment_adds_the_tunables_once():
+    env = host_memory.tuned_environment({"PATH": "/bin"})
+    assert env == {"PATH": "/bin", "GLIBC_TUNABLES": host_memory.TUNABLES}
+    # Already restarted under them: nothing more to do (no restart loop).
+    assert host_memory.tuned_environment(env) is None
+    # Other tunables are kept, ours appended.
+    other = host_memory.tuned_environment({"GLIBC_TUNABLES": "glibc.rtld.optional_static_tls=1"})
+    assert other["GLIBC_TUNABLES"] == f"glibc.rtld.optional_static_tls=1:{host_memory.TUNABLES}"
+
+
+@linux_only
+def test_a_users_own_malloc_tunables_and_the_opt_out_are_respected():
+    assert host_memory.tuned_environment({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}) is None
+    assert host_memory.tuned_environment({"FLAN_JAX_KEEP_HOST_MEMORY": "0"}) is None
+
+
+_CHILD = """
+import os, resource, sys
+from flan_jax import host_memory
+host_memory.reexec_with_tuned_allocator()
+import numpy as np
+faults = []
+for _ in range(3):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    block = np.empty(48 * 2**20, np.uint8)  # 48 MiB: above glibc's largest mmap threshold
+    block[::4096] = 1  # touch every page
+    del block
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(os.environ.get("GLIBC_TUNABLES"), *faults)
+"""
+
+
+def _child(env: dict[str, str]) -> tuple[str, list[int]]:
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    return out[0], [int(x) for x in out[1:]]
+
+
+@linux_only
+def test_the_restarted_process_reuses_freed_memory():
+    """Under the tunables a freed 48 MiB block is reused by the next allocation without page
+    faults; with the system defaults every allocation faults its pages in again."""
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    tunables, faults = _child(env)
+    assert tunables == host_memory.TUNABLES
+    assert max(faults[1:]) < 16, faults  # the same pages, already mapped
+    plain, faults = _child({**env, "FLAN_JAX_KEEP_HOST_MEMORY": "0"})
+    assert plain == "None"
+    assert min(faults) > 10, faults  # munmap on free, fresh pages every time
+
+
+def test_compute_commands_restart_and_still_fail_in_one_line(tmp_path):
+    """`flan-jax train` restarts itself under the tunables before it reads its settings; a bad
+    setting is still one line and exit 2 from the restarted process, and nothing is written."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "FLAN_JAX_DEBUG")}
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flan_jax.cli",
+            "train",
+            "--gin_file=experiments/demo_smoke.gin",
+            f"--gin.MODEL_DIR='{tmp_path / 'run'}'",
+            "--gin.TRAIN_STEPSS=3",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert run.returncode == 2, run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and "TRAIN_STEPSS" in run.stderr
+    assert not (tmp_path / "run").exists()
