@@ -62,13 +62,15 @@ def test_malformed_profile_steps(value):
     assert train_step.parse_profile_steps(" 2 : 5 ") == (2, 5)
 
 
-def test_malformed_profile_steps_on_the_command_line_is_one_line(tmp_path, capsys):
+@pytest.mark.parametrize("form", ["flag", "gin"])
+def test_malformed_profile_steps_on_the_command_line_is_one_line(tmp_path, capsys, form):
+    setting = "--profile_steps=5" if form == "flag" else '--gin.TrainConfig.profile_steps="5"'
     code = cli.main(
         [
             "train",
             "--gin_file=experiments/demo_smoke.gin",
             f'--gin.MODEL_DIR="{tmp_path}"',
-            '--gin.TrainConfig.profile_steps="5"',
+            setting,
         ]
     )
     err = capsys.readouterr().err

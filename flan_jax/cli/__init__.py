@@ -57,6 +57,16 @@ def _no_args(p: argparse.ArgumentParser) -> None:
     del p
 
 
+def _train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--profile_steps",
+        default=None,
+        metavar="N:M",
+        help="write a JAX profiler trace of steps N..M to MODEL_DIR/profile (TensorBoard / "
+        "Perfetto); the same as --gin.TrainConfig.profile_steps=\\\"N:M\\\"",
+    )
+
+
 def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--include_heldin", action="store_true", help="also evaluate held-in clusters")
     p.add_argument(
@@ -158,7 +168,7 @@ COMMANDS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None], str, 
     ("list", "registered collections, clusters, datasets, mixtures", _list_args, "data:cmd_list", False),
     ("inspect", "show a task's examples or a mixture's members", _inspect_args, "data:cmd_inspect", False),
     ("train-vocab", "train a SentencePiece model on task text", _train_vocab_args, "data:cmd_train_vocab", False),
-    ("train", 'train a model: --gin_file=F ... --gin.MODEL_DIR=\\"DIR\\" --gin.TRAIN_STEPS=N', _no_args, "jobs:cmd_train", True),
+    ("train", 'train a model: --gin_file=F ... --gin.MODEL_DIR=\\"DIR\\" --gin.TRAIN_STEPS=N', _train_args, "jobs:cmd_train", True),
     ("eval", "evaluate a checkpoint: --gin_file=F --gin.CHECKPOINT_PATH=...", _eval_args, "jobs:cmd_eval", True),
     ("infer", "answer prompts with a checkpoint (--prompt or --input)", _infer_args, "jobs:cmd_infer", True),
     ("smoke", "the main job on the embedded demo collection", _smoke_args, "jobs:cmd_smoke", True),

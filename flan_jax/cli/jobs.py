@@ -18,6 +18,9 @@ from flan_jax.evaluation import jobs
 
 def cmd_train(args: argparse.Namespace) -> None:
     """`flan-jax train --gin_file=F --gin.MODEL_DIR=...`: trains or resumes a run."""
+    if args.profile_steps is not None:
+        # A gin binding like any other, so TrainConfig checks it (one line if malformed).
+        args.extra = [*args.extra, f"--gin.TrainConfig.profile_steps={args.profile_steps!r}"]
     gin_entry = gin_config(args)
     cfg = gin_entry.build_train_config()
     setup_logging()
