@@ -63,7 +63,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N:M",
         help="write a JAX profiler trace of steps N..M to MODEL_DIR/profile (TensorBoard / "
-        "Perfetto); the same as --gin.TrainConfig.profile_steps=\\\"N:M\\\"",
+        'Perfetto); the same as --gin.TrainConfig.profile_steps=\\"N:M\\"',
     )
 
 

@@ -90,6 +90,26 @@ class Embed(nn.Module):
         return nn.with_logical_constraint(x, ("batch", "length", "embed"))
 
 
+def tokens_as_rows(x: Array) -> Array:
+    """[..., d] -> [tokens, d]: one row per token for a projection.
+
+    A free reshape (bitcast). Written with [batch, length] as two free axes, a projection's
+    weight gradient contracts over both, and XLA's CPU backend computes it through a transposed
+    copy of the activation gradient: a SwiGLU MLP's forward and backward took 55 ms on
+    [8, 256, 256] against 27 ms for the same products on [2048, 256] rows.
+    """
+    return x.reshape(-1, x.shape[-1])
+
+
+def dense(x: Array, kernel: Array, contract: int = 1) -> Array:
+    """x [..., *in] times kernel [*in, *out] -> [..., *out] over the last `contract` axes of x,
+    as one [tokens, prod(in)] x [prod(in), prod(out)] product (see `tokens_as_rows`)."""
+    lead, inner = x.shape[: x.ndim - contract], x.shape[x.ndim - contract :]
+    size = int(np.prod(inner))
+    y = x.reshape(-1, size) @ kernel.reshape(size, -1)
+    return y.reshape(*lead, *kernel.shape[contract:])
+
+
 class GatedGeluMlp(nn.Module):
     """T5 1.1 MLP: wo(gelu(wi_0 x) * wi_1 x), dropout on the hidden activations as in T5X."""
 
@@ -105,12 +125,14 @@ class GatedGeluMlp(nn.Module):
         wi_0 = _param(self, "wi_0", fan_in, ("embed", "mlp"), (d, self.d_ff), self.param_dtype)
         wi_1 = _param(self, "wi_1", fan_in, ("embed", "mlp"), (d, self.d_ff), self.param_dtype)
         wo = _param(self, "wo", fan_in, ("mlp", "embed"), (self.d_ff, d), self.param_dtype)
+        lead = x.shape[:-1]
+        x = tokens_as_rows(x)
         gate = nn.gelu(x @ wi_0.astype(self.dtype), approximate=True)
         h = gate * (x @ wi_1.astype(self.dtype))
-        h = nn.with_logical_constraint(h, ("batch", "length", "mlp"))
+        h = nn.with_logical_constraint(h.reshape(*lead, self.d_ff), ("batch", "length", "mlp"))
         # T5X broadcasts hidden-activation dropout over the length axis.
         h = _dropout(h, self.dropout_rate, deterministic, broadcast_dims=(-2,))
-        return h @ wo.astype(self.dtype)
+        return (tokens_as_rows(h) @ wo.astype(self.dtype)).reshape(*lead, d)
 
 
 @jax.custom_jvp

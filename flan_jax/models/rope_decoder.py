@@ -37,7 +37,7 @@ import numpy as np
 
 from flan_jax.models import family, lm_decoding
 from flan_jax.models.family import ModelConfig, ModelFn, Stepper
-from flan_jax.models.layers import _MASKED, Array, softmax
+from flan_jax.models.layers import _MASKED, Array, dense, softmax, tokens_as_rows
 from flan_jax.models.losses import target_scores
 
 # Position of unwritten and hidden cache slots: above any query position, so always masked.
@@ -229,9 +229,13 @@ class TokenEmbedder(nn.Module):
         return jnp.take(self.embedding.astype(self.dtype), ids, axis=0)
 
     def attend(self, x: Array) -> Array:
-        return jnp.einsum(
-            "btd,vd->btv", x, self.embedding.astype(self.dtype), preferred_element_type=jnp.float32
+        logits = jnp.einsum(
+            "td,vd->tv",
+            tokens_as_rows(x),
+            self.embedding.astype(self.dtype),
+            preferred_element_type=jnp.float32,
         )
+        return logits.reshape(*x.shape[:-1], self.embedding.shape[0])
 
 
 def _dropout(
@@ -274,7 +278,7 @@ class Attention(nn.Module):
             return self.param(name, init, shape, param_dtype).astype(dtype)
 
         def project(name: str, heads: int, axis: str) -> Array:
-            y = jnp.einsum("bsd,dhk->bshk", x, kernel(name, ("embed", axis, "kv"), (d, heads, k)))
+            y = dense(x, kernel(name, ("embed", axis, "kv"), (d, heads, k)))  # [b, s, heads, k]
             if cfg.qkv_bias:
                 bias_init = nn.with_logical_partitioning(nn.initializers.zeros, (axis, "kv"))
                 y = y + self.param(f"{name}_bias", bias_init, (heads, k), param_dtype).astype(dtype)
@@ -307,7 +311,7 @@ class Attention(nn.Module):
         weights = _dropout(weights, cfg.dropout_rate, deterministic, broadcast_dims=())
         out = jnp.einsum("bnjqs,bsnk->bqnjk", weights, value).reshape(b, q_len, h, k)
         out = nn.with_logical_constraint(out, act)
-        return jnp.einsum("bqhk,hkd->bqd", out, kernel("out", ("heads", "kv", "embed"), (h, k, d)))
+        return dense(out, kernel("out", ("heads", "kv", "embed"), (h, k, d)), contract=2)
 
 
 class Mlp(nn.Module):
@@ -325,16 +329,17 @@ class Mlp(nn.Module):
             return self.param(name, init, shape, param_dtype).astype(dtype)
 
         d, f = cfg.d_model, cfg.d_ff
+        lead = x.shape[:-1]
+        x = tokens_as_rows(x)  # one row per token: see layers.tokens_as_rows
         gate = x @ kernel("wi_0", ("embed", "mlp"), (d, f))
         if cfg.activation == "silu":
             gate = jax.nn.silu(gate)
         else:
             gate = jax.nn.gelu(gate, approximate=True)
-        hidden = nn.with_logical_constraint(
-            gate * (x @ kernel("wi_1", ("embed", "mlp"), (d, f))), ("batch", "length", "mlp")
-        )
+        hidden = gate * (x @ kernel("wi_1", ("embed", "mlp"), (d, f)))
+        hidden = nn.with_logical_constraint(hidden.reshape(*lead, f), ("batch", "length", "mlp"))
         hidden = _dropout(hidden, cfg.dropout_rate, deterministic)
-        return hidden @ kernel("wo", ("mlp", "embed"), (f, d))
+        return (tokens_as_rows(hidden) @ kernel("wo", ("mlp", "embed"), (f, d))).reshape(*lead, d)
 
 
 class DecoderLayer(nn.Module):
@@ -458,8 +463,11 @@ class RopeDecoder(nn.Module):
                 param_dtype,
             )
             logits = jnp.einsum(
-                "btd,dv->btv", x, kernel.astype(dtype), preferred_element_type=jnp.float32
-            )
+                "td,dv->tv",
+                tokens_as_rows(x),
+                kernel.astype(dtype),
+                preferred_element_type=jnp.float32,
+            ).reshape(*x.shape[:-1], cfg.vocab_size)
         return nn.with_logical_constraint(logits, ("batch", "length", "vocab"))
 
 

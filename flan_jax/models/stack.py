@@ -37,6 +37,7 @@ from flan_jax.models.layers import (
     _param,
     attention_mask,
     default_positions,
+    tokens_as_rows,
 )
 
 
@@ -214,8 +215,8 @@ class DecoderStack(nn.Module):
         )
         # Activation-dtype matmul with fp32 accumulation: fp32 logits for the loss.
         logits = jnp.einsum(
-            "btd,dv->btv", x, kernel.astype(dtype), preferred_element_type=jnp.float32
-        )
+            "td,dv->tv", tokens_as_rows(x), kernel.astype(dtype), preferred_element_type=jnp.float32
+        ).reshape(*x.shape[:-1], cfg.vocab_size)
         return nn.with_logical_constraint(logits, ("batch", "length", "vocab"))
 
 
