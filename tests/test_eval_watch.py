@@ -47,6 +47,41 @@ def test_watch_bad_input_is_one_line(tmp_path, capsys):
     assert sorted(p.name for p in run.iterdir()) == ["run.json"]  # nothing written
 
 
+def test_watch_with_another_vocabulary_or_model_is_one_line(tmp_path, capsys):
+    """A watcher must read the run the way it was trained (its run.json): another VOCABULARY
+    or model shape is refused before anything waits, loads or writes; dropout may differ."""
+    from flan_jax import run_dir
+    from flan_jax.evaluation import jobs, watch
+    from flan_jax.models import t5_config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    trained = t5_config("tiny", vocab_size=384)
+    record = {
+        "train_steps": 4,
+        "vocabulary": "byte",
+        "model": run_dir.run_record(trained)["config"],
+    }
+    (run / "run.json").write_text(json.dumps({"version": 1, "config": record}))
+    base = dict(checkpoint_path="", mixture_or_task_name="demo:heldout_nli:train")
+    lengths = {"inputs": 64, "targets": 8}
+    same = jobs.EvalConfig(**base, task_feature_lengths=lengths, model=trained)
+    watch.check_config(same, watch.check_model_dir(str(run)))  # accepted
+    wider = t5_config("tiny", vocab_size=384, d_model=128)
+    with pytest.raises(run_dir.RunDirError, match=r"MODEL's d_model 128 differs from the run's 64"):
+        watch.check_config(
+            jobs.EvalConfig(**base, task_feature_lengths=lengths, model=wider),
+            watch.check_model_dir(str(run)),
+        )
+    err = _one_line_error(
+        ["eval", *SMALL, "--watch", str(run), "--gin.T5Config.num_encoder_layers=2",
+         "--gin.T5Config.num_decoder_layers=2", '--gin.VOCABULARY="t5"'],
+        capsys,
+    )  # fmt: skip
+    assert "VOCABULARY 't5' differs from the run's 'byte'" in err
+    assert sorted(p.name for p in run.iterdir()) == ["run.json"]  # nothing written
+
+
 def test_eval_mesh_that_does_not_fit_is_one_line(tmp_path, capsys):
     params = tmp_path / "params"
     params.mkdir()

@@ -89,7 +89,8 @@ def cmd_watch(args: argparse.Namespace, gin_entry: Any) -> None:
         )
     if args.include_heldin:
         cfg = dataclasses.replace(cfg, include_heldin=True)
-    watch.check_model_dir(args.watch)  # before logging starts: one line if it is not a run
+    # Before logging starts: one line if it is not a run, or not read the way it was trained.
+    watch.check_config(cfg, watch.check_model_dir(args.watch))
     setup_logging()
 
     def report(step: int, results: Mapping[str, Any]) -> None:

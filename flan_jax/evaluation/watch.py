@@ -52,6 +52,35 @@ def check_model_dir(path: str) -> run_dir.RunDir:
     return run
 
 
+# Model fields the saved params do not depend on: a watcher may choose its own.
+_EVAL_MAY_DIFFER = frozenset({"model.dropout_rate", "model.remat", "model.dtype"})
+
+
+def check_config(cfg: jobs.EvalConfig, run: run_dir.RunDir) -> None:
+    """One line unless the watcher reads the run with the run's vocabulary and model shape (as
+    its run.json records them) and the model can read that vocabulary's ids.
+
+    Evaluating with another vocabulary would score every checkpoint on misread text without
+    an error; another model shape would fail on the first restore, after the wait.
+    """
+    record = run.read_record() or {}
+    trained = record.get("config", {})
+    ours = run_dir.run_record(cfg)["config"]
+    for name, theirs, mine in run_dir.record_changes(
+        {"config": {k: trained[k] for k in ("vocabulary", "model") if k in trained}},
+        {"config": {k: ours[k] for k in ("vocabulary", "model") if k in trained}},
+    ):
+        if name in _EVAL_MAY_DIFFER or name == "templates":
+            continue
+        setting = "VOCABULARY" if name == "vocabulary" else f"MODEL's {name.split('.', 1)[1]}"
+        raise run_dir.RunDirError(
+            f"--watch {run.given}: {setting} {mine!r} differs from the run's {theirs!r} "
+            f"({run_dir.RECORD}); evaluate with the gin files and settings the run was "
+            f"trained with ({run.given}/config.gin lists them)"
+        )
+    jobs.check_vocabulary(cfg, vocab.get_vocabulary(cfg.vocabulary))
+
+
 _STEPS_PATTERNS = (
     re.compile(r"^TrainConfig\.train_steps\s*=\s*(\d+)\s*$", re.M),
     re.compile(r"^TRAIN_STEPS\s*=\s*(\d+)\s*$", re.M),
@@ -160,6 +189,7 @@ def watch(
     the steps skipped (already evaluated) and the final step.
     """
     run = check_model_dir(model_dir)
+    check_config(cfg, run)
     partitioning.init_distributed()
     layout = layout or partitioning.Layout.build(cfg.mesh)  # a bad mesh: one line, here
     is_host0 = jax.process_index() == 0
