@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import pathlib
 import subprocess
@@ -91,3 +92,55 @@ def test_compute_commands_restart_and_still_fail_in_one_line(tmp_path):
     assert run.returncode == 2, run.stderr
     assert len(run.stderr.strip().splitlines()) == 1 and "TRAIN_STEPSS" in run.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_compile_cache_environment():
+    from flan_jax import compile_cache
+
+    env = compile_cache.environment({"XDG_CACHE_HOME": "/c"})
+    assert env["JAX_COMPILATION_CACHE_DIR"] == "/c/flan_jax/xla"
+    assert env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "0"
+    assert int(env["JAX_COMPILATION_CACHE_MAX_SIZE"]) == compile_cache.MAX_BYTES
+    assert compile_cache.environment({"JAX_COMPILATION_CACHE_DIR": "/mine"}) == {}
+    assert compile_cache.environment({"FLAN_JAX_COMPILATION_CACHE": "0"}) == {}
+
+
+def test_train_fills_the_compilation_cache_and_a_relaunch_reads_it(tmp_path):
+    """`flan-jax train` writes its compiled programs to the cache; the same launch in a new
+    MODEL_DIR finds them there (no new entries) and trains to the same loss."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("FLAN_JAX_COMPILATION_CACHE", "JAX_COMPILATION_CACHE_DIR")
+    }
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+
+    def train(name: str) -> dict:
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "flan_jax.cli",
+                "train",
+                "--gin_file=experiments/demo_smoke.gin",
+                f"--gin.MODEL_DIR='{tmp_path / name}'",
+                "--gin.TRAIN_STEPS=2",
+                "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 8}",
+                "--gin.TrainConfig.progress_bar=False",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
+        assert run.returncode == 0, run.stderr[-2000:]
+        done = run.stdout.strip().splitlines()[-1]  # "[train] done: {...}"
+        return ast.literal_eval(done.split("done: ", 1)[1])
+
+    first = train("a")
+    entries = sorted(p.name for p in (tmp_path / "cache" / "flan_jax" / "xla").iterdir())
+    assert len(entries) >= 2, entries  # at least the init and the train step
+    second = train("b")
+    again = sorted(p.name for p in (tmp_path / "cache" / "flan_jax" / "xla").iterdir())
+    assert again == entries  # every program came from the cache
+    assert first["loss"] == second["loss"] and first["step"] == second["step"] == 2

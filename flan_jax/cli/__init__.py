@@ -224,10 +224,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.extra = unknown
     if argv is None and args.accepts_gin:
-        # Compute jobs run under the allocator settings of flan_jax.host_memory; the process
-        # starts itself again with them (only from the command line, before any heavy import).
-        from flan_jax import host_memory
+        # Compute jobs use JAX's persistent compilation cache (flan_jax.compile_cache) and run
+        # under the allocator settings of flan_jax.host_memory: the process starts itself again
+        # with them (only from the command line, before any heavy import).
+        from flan_jax import compile_cache, host_memory
 
+        os.environ.update(compile_cache.environment(os.environ))
         host_memory.reexec_with_tuned_allocator()
     args.verbose = args.verbose or os.environ.get("FLAN_JAX_VERBOSE", "") not in ("", "0")
     try:
