@@ -9,6 +9,7 @@ process for the single-process reference.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -150,3 +151,13 @@ if __name__ == "__main__":
         np.savez(sys.argv[1], **outputs)
     write_reports(layout, sys.argv[2])
     print("worker done", jax.process_index(), flush=True)
+
+
+def report_examples(out_dir) -> dict:
+    """Per-example outputs of an eval report directory, by relative path."""
+    found = {}
+    for path in sorted(out_dir.glob("examples/*/*.jsonl")):
+        found[str(path.relative_to(out_dir))] = [
+            json.loads(x) for x in path.read_text().split("\n") if x
+        ]
+    return found

@@ -4,9 +4,10 @@
   both model families, called directly (tests/eval_worker.py in two processes), and the
   reports (results.json, metrics.json, per-example predictions) of generative demo tasks
   decoded with each method;
-* `flan-jax eval` of a tiny trained checkpoint on the demo held-out and held-in mixtures
-  through launch/local_multiprocess.py: the same results.json and per-example outputs;
 * length bucketing changes no score or token.
+
+The command-line path (`flan-jax eval` through launch/local_multiprocess.py) is in
+tests/test_eval_multiprocess_cli.py, so the two long files run side by side under xdist.
 """
 
 from __future__ import annotations
@@ -19,9 +20,17 @@ import sys
 
 import numpy as np
 import pytest
-from eval_worker import ENV, MESH, ROOT, SMALL, assert_json_close, run_all, write_reports
+from eval_worker import (
+    ENV,
+    MESH,
+    ROOT,
+    assert_json_close,
+    report_examples,
+    run_all,
+    write_reports,
+)
 
-from flan_jax import cli, partitioning
+from flan_jax import partitioning
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +98,9 @@ def test_every_path_on_two_processes_equals_one(single, single_reports, tmp_path
             assert_json_close(
                 json.loads((one / name).read_text()), json.loads((two / name).read_text()), name
             )
-        examples = _examples(one)
+        examples = report_examples(one)
         assert len(examples) == 2 * 2, sorted(examples)  # splits x tasks
-        assert_json_close(examples, _examples(two), f"{method} examples")
+        assert_json_close(examples, report_examples(two), f"{method} examples")
         predictions[method] = [x["prediction"] for rows in examples.values() for x in rows]
     assert predictions["sample"] != predictions["greedy"]
 
@@ -101,72 +110,3 @@ def test_length_buckets_change_no_score_or_token(single):
     # One family is enough: the bucketing is the family-independent batching.
     unbucketed = run_all(partitioning.Layout.build(MESH), bucket=False, families=("t5",))
     _assert_same({k: v for k, v in single.items() if k.startswith("t5_")}, unbucketed)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """A tiny T5 (1 layer per stack) trained for 2 steps on the demo held-out-NLI mixture."""
-    run = tmp_path_factory.mktemp("trained") / "run"
-    argv = [
-        "train",
-        *SMALL,
-        f'--gin.MODEL_DIR="{run}"',
-        "--gin.TRAIN_STEPS=2",
-        "--gin.BATCH_SIZE=8",
-        "--gin.TrainConfig.progress_bar=False",
-    ]
-    assert cli.main(argv) == 0
-    return run / "2"
-
-
-def _eval_args(checkpoint, out_dir) -> list[str]:
-    return [
-        "eval",
-        *SMALL,
-        f'--gin.CHECKPOINT_PATH="{checkpoint}"',
-        "--include_heldin",
-        "--gin.EvalConfig.heldin_clusters=('sentiment',)",
-        "--gin.EvalConfig.num_examples=6",
-        f'--gin.EvalConfig.output_dir="{out_dir}"',
-    ]
-
-
-def _examples(out_dir) -> dict:
-    found = {}
-    for path in sorted(out_dir.glob("examples/*/*.jsonl")):
-        found[str(path.relative_to(out_dir))] = [
-            json.loads(x) for x in path.read_text().split("\n") if x
-        ]
-    return found
-
-
-@pytest.mark.slow
-def test_eval_on_two_processes_writes_the_single_process_report(checkpoint, tmp_path):
-    assert cli.main(_eval_args(checkpoint, tmp_path / "one")) == 0
-    cmd = [
-        sys.executable,
-        os.path.join(ROOT, "launch", "local_multiprocess.py"),
-        "--num_processes=2",
-        "--devices_per_process=4",
-        f"--log_dir={tmp_path / 'logs'}",
-        "--timeout=600",
-        "--",
-        *_eval_args(checkpoint, tmp_path / "two"),
-        "--gin.CPU_DEVICES=None",
-    ]
-    done = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=700)
-    logs = [(tmp_path / "logs" / f"process_{i}.log").read_text() for i in range(2)]
-    assert done.returncode == 0, done.stdout + "\n".join(t[-3000:] for t in logs)
-    one, two = tmp_path / "one", tmp_path / "two"
-    summary = json.loads((one / "results.json").read_text())
-    assert set(summary["clusters"]) == {"nli", "sentiment"}
-    assert_json_close(summary, json.loads((two / "results.json").read_text()), "results.json")
-    assert_json_close(
-        json.loads((one / "metrics.json").read_text()),
-        json.loads((two / "metrics.json").read_text()),
-    )
-    examples = _examples(one)
-    assert len(examples) >= 2 * 4  # splits x datasets, at least one template each
-    assert_json_close(examples, _examples(two), "examples")
-    for name in ("results.md", "nli.png", "sentiment.png"):
-        assert (two / name).exists(), name
