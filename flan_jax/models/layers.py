@@ -125,14 +125,12 @@ class GatedGeluMlp(nn.Module):
         wi_0 = _param(self, "wi_0", fan_in, ("embed", "mlp"), (d, self.d_ff), self.param_dtype)
         wi_1 = _param(self, "wi_1", fan_in, ("embed", "mlp"), (d, self.d_ff), self.param_dtype)
         wo = _param(self, "wo", fan_in, ("mlp", "embed"), (self.d_ff, d), self.param_dtype)
-        lead = x.shape[:-1]
-        x = tokens_as_rows(x)
-        gate = nn.gelu(x @ wi_0.astype(self.dtype), approximate=True)
-        h = gate * (x @ wi_1.astype(self.dtype))
-        h = nn.with_logical_constraint(h.reshape(*lead, self.d_ff), ("batch", "length", "mlp"))
+        gate = nn.gelu(dense(x, wi_0.astype(self.dtype)), approximate=True)
+        h = gate * dense(x, wi_1.astype(self.dtype))
+        h = nn.with_logical_constraint(h, ("batch", "length", "mlp"))
         # T5X broadcasts hidden-activation dropout over the length axis.
         h = _dropout(h, self.dropout_rate, deterministic, broadcast_dims=(-2,))
-        return (tokens_as_rows(h) @ wo.astype(self.dtype)).reshape(*lead, d)
+        return dense(h, wo.astype(self.dtype))
 
 
 @jax.custom_jvp

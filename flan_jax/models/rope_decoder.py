@@ -329,17 +329,15 @@ class Mlp(nn.Module):
             return self.param(name, init, shape, param_dtype).astype(dtype)
 
         d, f = cfg.d_model, cfg.d_ff
-        lead = x.shape[:-1]
-        x = tokens_as_rows(x)  # one row per token: see layers.tokens_as_rows
-        gate = x @ kernel("wi_0", ("embed", "mlp"), (d, f))
+        gate = dense(x, kernel("wi_0", ("embed", "mlp"), (d, f)))  # see layers.tokens_as_rows
         if cfg.activation == "silu":
             gate = jax.nn.silu(gate)
         else:
             gate = jax.nn.gelu(gate, approximate=True)
-        hidden = gate * (x @ kernel("wi_1", ("embed", "mlp"), (d, f)))
-        hidden = nn.with_logical_constraint(hidden.reshape(*lead, f), ("batch", "length", "mlp"))
+        hidden = gate * dense(x, kernel("wi_1", ("embed", "mlp"), (d, f)))
+        hidden = nn.with_logical_constraint(hidden, ("batch", "length", "mlp"))
         hidden = _dropout(hidden, cfg.dropout_rate, deterministic)
-        return (tokens_as_rows(hidden) @ kernel("wo", ("mlp", "embed"), (f, d))).reshape(*lead, d)
+        return dense(hidden, kernel("wo", ("mlp", "embed"), (f, d)))
 
 
 class DecoderLayer(nn.Module):
