@@ -250,7 +250,8 @@ def _train(
         log.info("%s already finished at step %d; nothing to train", cfg.model_dir, start)
         ckpt.close()
         return {"step": start, "finished": True}
-    progress = _progress(start, cfg.train_steps, enabled=cfg.progress_bar and is_host0)
+    show_bar = cfg.progress_bar and is_host0
+    progress = _progress(start, cfg.train_steps, enabled=show_bar)
     last: dict[str, Any] = {}
     window_start, window_tokens, window_t = start, 0, time.perf_counter()
     trace = _StepTrace(cfg.profile_range, run_dir.profile_dir(), enabled=is_host0)
@@ -298,6 +299,17 @@ def _train(
                 tok_s=f"{last['tokens_per_s']:.0f}",
                 mfu=f"{last['mfu']:.1%}",
             )
+            if not show_bar:  # a log line instead (other hosts, batch jobs): where each host is
+                log.info(
+                    "step %d/%d: loss %.4f, accuracy %.3f, %.3f s/step, %.0f tokens/s, MFU %.1f%%",
+                    done,
+                    cfg.train_steps,
+                    last["loss"],
+                    last["accuracy"],
+                    step_time,
+                    last["tokens_per_s"],
+                    100 * last["mfu"],
+                )
             window_start, window_tokens, window_t = done, 0, time.perf_counter()
         if done % cfg.save_every == 0 or done == end or stopping:
             save(done)  # waits for the save in flight, if any, before it starts

@@ -8,6 +8,12 @@ SIGTERM or SIGINT (Ctrl-C) to this launcher is passed on to every process as SIG
 host's shutdown would: `flan-jax train` finishes its step, checkpoints, and exits with 75 (one
 process alone may be sent SIGTERM too: its pid is printed; every process stops at the same step).
 
+A process that fails (an exit code other than 0 or 75, or killed by a signal) is named at once,
+and the others are stopped: the job cannot go on without one of its hosts, and they would
+otherwise wait for it in their next collective. When --timeout passes, every process still
+running writes its Python stacks into its log (SIGUSR1, see `flan-jax --help`) before it is
+killed, and the launcher exits with 124.
+
     python launch/local_multiprocess.py --num_processes=2 --devices_per_process=4 -- \\
         train --gin_file=experiments/demo_smoke.gin --gin.MODEL_DIR=\\"runs/mp\\" \\
         --gin.CPU_DEVICES=None --gin.TRAIN_STEPS=20
@@ -21,6 +27,13 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+
+# `flan-jax train` exits with this after a SIGTERM (flan_jax.train.PREEMPTED_EXIT_CODE; not
+# imported, so the launcher starts without JAX).
+PREEMPTED_EXIT_CODE = 75
+# How long the other processes get to stop after one failed, before they are killed.
+GRACE_S = 60.0
 
 
 def free_port() -> int:
@@ -71,18 +84,64 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    code = 0
     try:
-        for p, log in procs:
-            rc = p.wait(timeout=args.timeout)
-            log.close()
-            code = code or rc
+        code = _wait(procs, args.timeout, forward)
     finally:
-        for p, _ in procs:
+        for p, log in procs:
             if p.poll() is None:
                 p.kill()
-    print(f"all processes finished, exit code {code}")
+            log.close()
+    print(f"all processes finished, exit code {code}", flush=True)
     return code
+
+
+def _describe(rc: int) -> str:
+    return f"killed by {signal.Signals(-rc).name}" if rc < 0 else f"exit code {rc}"
+
+
+def _wait(procs: list, timeout: float, stop_all) -> int:
+    """Waits for every process; the job's exit code (the first non-zero one, 124 on timeout)."""
+    deadline = time.monotonic() + timeout
+    failed_at, first_failure = None, 0
+    while any(p.poll() is None for p, _ in procs):
+        now = time.monotonic()
+        if failed_at is None:
+            for i, (p, _) in enumerate(procs):
+                rc = p.poll()
+                if rc is not None and rc not in (0, PREEMPTED_EXIT_CODE):
+                    print(
+                        f"process {i} failed ({_describe(rc)}; its log says why); "
+                        "stopping the others",
+                        flush=True,
+                    )
+                    failed_at, first_failure = now, _exit_status(rc)
+                    stop_all(signal.SIGTERM, None)
+                    break
+        elif now - failed_at > GRACE_S:
+            break  # the others did not stop: killed below
+        if now > deadline:
+            running = [i for i, (p, _) in enumerate(procs) if p.poll() is None]
+            for i in running:  # their Python stacks, at the end of their logs
+                procs[i][0].send_signal(signal.SIGUSR1)
+            time.sleep(3)
+            print(
+                f"timed out after {timeout:g} s: process(es) {running} still running, killed "
+                "(their Python stacks are at the end of their logs)",
+                flush=True,
+            )
+            return 124
+        time.sleep(0.2)
+    code = first_failure
+    for p, _ in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        code = code or _exit_status(p.returncode)
+    return code
+
+
+def _exit_status(rc: int) -> int:
+    return 128 - rc if rc < 0 else rc  # a shell's number for "killed by signal -rc"
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Test setup: 8 virtual CPU devices, forced before JAX is first imported anywhere."""
 
 import os
+import tempfile
 
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
@@ -8,6 +9,11 @@ os.environ["XLA_FLAGS"] = (
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ["CUDA_VISIBLE_DEVICES"] = ""  # TensorFlow must never grab an accelerator.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Command-line subprocesses would otherwise share the user's compilation cache: tests compile
-# afresh (tests/test_host_memory.py turns it on where it checks it).
-os.environ["FLAN_JAX_COMPILATION_CACHE"] = "0"
+# Command-line subprocesses (`flan-jax train` and the like) use the persistent compilation cache
+# as users' do, but a test one in the temp dir instead of the user's (bounded: the cache keeps
+# 2 GiB at most); the suite's many launches of the same tiny programs then compile once.
+os.environ["XDG_CACHE_HOME"] = os.path.join(
+    tempfile.gettempdir(), f"flan_jax_test_cache_{os.getuid()}"
+)
+os.environ.pop("FLAN_JAX_COMPILATION_CACHE", None)
+os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)

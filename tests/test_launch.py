@@ -8,8 +8,10 @@ import importlib.util
 import os
 import pathlib
 import shlex
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -239,3 +241,44 @@ def test_runtime_lock_is_the_runtime_subset_of_the_full_lock():
         seen.add(name)
         assert name in canon, f"{name} (needed at run time) is missing from the runtime lock"
         todo += [Requirement(r) for r in metadata.requires(req.name) or []]
+
+
+local = _load("local_multiprocess")
+
+
+def _python(code: str, log):
+    """A stand-in for one process of a local job: `code` under a Python that dumps its stacks
+    on SIGUSR1 (as `flan-jax` does)."""
+    prelude = "import faulthandler, signal, sys, time; faulthandler.register(signal.SIGUSR1)\n"
+    return subprocess.Popen([sys.executable, "-c", prelude + code], stdout=log, stderr=log)
+
+
+def test_local_launcher_stops_the_job_when_one_process_fails(tmp_path, capsys):
+    # Process 1 dies; process 0 would wait forever for it (here: sleeps). The launcher names the
+    # failure and stops process 0 with SIGTERM well before the 120 s timeout.
+    logs = [open(tmp_path / f"p{i}.log", "w") for i in range(2)]
+    procs = [
+        (_python("time.sleep(120)", logs[0]), logs[0]),
+        (_python("time.sleep(0.5); sys.exit(3)", logs[1]), logs[1]),
+    ]
+
+    def stop_all(signum, frame):
+        for p, _ in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    assert local._wait(procs, 120, stop_all) == 3
+    assert procs[0][0].returncode == -signal.SIGTERM
+    assert "process 1 failed (exit code 3" in capsys.readouterr().out
+
+
+def test_local_launcher_timeout_dumps_stacks_and_exits_124(tmp_path, capsys):
+    log = open(tmp_path / "p0.log", "w")
+    proc = _python("def waiting_for_peer():\n    time.sleep(120)\nwaiting_for_peer()", log)
+    time.sleep(1)  # the stand-in has registered its handler
+    assert local._wait([(proc, log)], 2, lambda *a: None) == 124
+    proc.kill()
+    proc.wait()
+    log.close()
+    assert "waiting_for_peer" in (tmp_path / "p0.log").read_text()  # its stack, in its log
+    assert "timed out after 2 s: process(es) [0] still running" in capsys.readouterr().out

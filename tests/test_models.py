@@ -592,6 +592,40 @@ def test_cross_entropy_z_loss_and_label_smoothing():
     np.testing.assert_allclose(loss_ls, np.sum(expected * weights), rtol=1e-5)
 
 
+@pytest.mark.parametrize("z_loss,eps", [(1e-4, 0.0), (0.0, 0.1), (1e-2, 0.2)])
+def test_cross_entropy_gradient_is_autodiffs(z_loss, eps):
+    # The written-out gradient against autodiff of the same sums in plain jnp (optax's CE with
+    # smoothed one-hot targets), for both outputs that depend on the logits.
+    rng = np.random.default_rng(1)
+    logits = jnp.asarray(rng.normal(size=(3, 7, 13)) * 3, jnp.float32)
+    targets = jnp.asarray(rng.integers(0, 13, size=(3, 7)))
+    weights = jnp.asarray(rng.integers(0, 2, size=(3, 7)), jnp.float32)
+    low = eps / 12
+    soft = jax.nn.one_hot(targets, 13) * (1 - eps - low) + low
+    entropy = -jnp.sum(jnp.where(soft > 0, soft * jnp.log(jnp.maximum(soft, 1e-30)), 0), -1)
+
+    def reference(x):
+        z = z_loss * jnp.square(jax.nn.logsumexp(x, axis=-1))
+        ce = optax.softmax_cross_entropy(x, soft) - entropy
+        return jnp.sum((ce + z) * weights), jnp.sum(z * weights)
+
+    def ours(x):
+        loss, z, _ = cross_entropy_with_z_loss(x, targets, weights, z_loss, eps)
+        return loss, z
+
+    for pick in (0, 1):  # d loss_sum / d logits, d z_loss_sum / d logits
+        got = jax.grad(lambda x, k=pick: ours(x)[k] * 1.7)(logits)
+        want = jax.grad(lambda x, k=pick: reference(x)[k] * 1.7)(logits)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(ours(logits), reference(logits), rtol=1e-5)
+    # bf16 logits get a bf16 gradient of the f32 computation.
+    low_precision = jax.grad(lambda x: ours(x)[0])(logits.astype(jnp.bfloat16))
+    assert low_precision.dtype == jnp.bfloat16
+    np.testing.assert_allclose(
+        low_precision.astype(np.float32), jax.grad(lambda x: ours(x)[0])(logits), atol=1e-2
+    )
+
+
 def test_accuracy_and_lengths():
     logits = jnp.array([[[0.0, 2.0, 1.0], [3.0, 0.0, 0.0], [0.0, 0.0, 1.0]]])
     targets = jnp.array([[1, 1, 2]])

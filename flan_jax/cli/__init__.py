@@ -20,8 +20,10 @@ Subcommands:
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -184,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flan-jax",
         description="FLAN-style instruction tuning and zero-shot evaluation of held-out task clusters.",
-        epilog="Bad input fails with one line; FLAN_JAX_DEBUG=1 shows the traceback.",
+        epilog="Bad input fails with one line; FLAN_JAX_DEBUG=1 shows the traceback. "
+        "kill -USR1 <pid> makes a running train/eval/infer write its Python stacks to stderr.",
     )
     parser.add_argument(
         "--vocab",
@@ -231,6 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.environ.update(compile_cache.environment(os.environ))
         host_memory.reexec_with_tuned_allocator()
+        # `kill -USR1 <pid>` writes every thread's Python stack to stderr: what a job that
+        # seems stuck (a host waiting on a collective, a slow input) is doing, without stopping it.
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     args.verbose = args.verbose or os.environ.get("FLAN_JAX_VERBOSE", "") not in ("", "0")
     try:
         with quiet_startup(enabled=not args.verbose):
