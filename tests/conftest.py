@@ -17,3 +17,11 @@ os.environ["XDG_CACHE_HOME"] = os.path.join(
 )
 os.environ.pop("FLAN_JAX_COMPILATION_CACHE", None)
 os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files with slow tests first (alphabetical otherwise): `make test` hands whole files to two
+    xdist workers in this order (--no-loadscope-reorder), so the long multi-process files start
+    early and short files fill in at the end, instead of two long files ending the run alone."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: order within a file kept

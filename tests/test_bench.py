@@ -47,6 +47,7 @@ def dry_run() -> tuple[dict, dict]:
     return json.loads(lines[-2]), json.loads(lines[-1])
 
 
+@pytest.mark.slow
 def test_dry_run_prints_every_row(dry_run):
     result, _ = dry_run
     assert result["bench"] == "device_check" and result["dry_run"] is True
@@ -67,6 +68,7 @@ def test_dry_run_imports_no_tensorflow_seqio_or_gin(dry_run):
     assert imports["forbidden_loaded"] == []
 
 
+@pytest.mark.slow
 def test_shell_script_runs_the_check():
     proc = subprocess.run(
         [str(REPO / "bench" / "device_check.sh"), "--dry-run", "--only", "t5_decode"],

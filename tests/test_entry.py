@@ -65,6 +65,7 @@ def test_module_entry_and_one_line_usage_errors():
     assert run.returncode == 2 and "unrecognized arguments: --no-such-flag" in run.stderr
 
 
+@pytest.mark.slow
 def test_startup_noise_is_silenced_unless_verbose():
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     env.pop("FLAN_JAX_VERBOSE", None)

@@ -103,6 +103,7 @@ def test_compile_cache_environment():
     assert compile_cache.environment({"FLAN_JAX_COMPILATION_CACHE": "0"}) == {}
 
 
+@pytest.mark.slow
 def test_train_fills_the_compilation_cache(tmp_path):
     """`flan-jax train` (the command line's own process) writes its compiled programs to the
     cache under $XDG_CACHE_HOME; JAX reads them back on the next launch (keyed by program,

@@ -35,6 +35,7 @@ def _flip(path, n=64):
     path.write_bytes(bytes(data))
 
 
+@pytest.mark.slow
 def test_resume_skips_a_truncated_checkpoint(tmp_path, initial_params, caplog):
     whole, batches = _run(tmp_path, initial_params)  # steps 2 and 4 saved
     whole_params, _ = _params(tmp_path, 4)
@@ -93,6 +94,7 @@ def test_divergence_never_saves_a_bad_state(tmp_path, initial_params, optimizer,
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(params))
 
 
+@pytest.mark.slow
 def test_a_crashed_run_keeps_only_the_input_states_of_kept_checkpoints(tmp_path, initial_params):
     def crash(step, batch):
         if step == 3:

@@ -34,6 +34,7 @@ def random_checkpoint(tmp_path_factory):
     return str(path)
 
 
+@pytest.mark.slow
 def test_eval_writes_the_flan_report(random_checkpoint, tmp_path, capsys):
     out_dir = tmp_path / "eval"
     argv = [

@@ -594,8 +594,8 @@ def test_cross_entropy_z_loss_and_label_smoothing():
 
 @pytest.mark.parametrize("z_loss,eps", [(1e-4, 0.0), (0.0, 0.1), (1e-2, 0.2)])
 def test_cross_entropy_gradient_is_autodiffs(z_loss, eps):
-    # The written-out gradient against autodiff of the same sums in plain jnp (optax's CE with
-    # smoothed one-hot targets), for both outputs that depend on the logits.
+    # The gradients the train step takes against those of optax's CE with smoothed one-hot
+    # targets (plus the z-loss), for both outputs that depend on the logits.
     rng = np.random.default_rng(1)
     logits = jnp.asarray(rng.normal(size=(3, 7, 13)) * 3, jnp.float32)
     targets = jnp.asarray(rng.integers(0, 13, size=(3, 7)))

@@ -150,6 +150,7 @@ def _interrupted_run(model_dir, initial, signals):
             proc.kill()
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_the_step_and_the_run_resumes_bit_exactly(
     tmp_path, initial_params, reference
 ):
@@ -179,6 +180,7 @@ def test_sigterm_checkpoints_the_step_and_the_run_resumes_bit_exactly(
         np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.slow
 def test_sigint_twice_is_one_stop_without_a_traceback(tmp_path, initial_params):
     code, out = _interrupted_run(tmp_path, initial_params, [signal.SIGINT, signal.SIGINT])
     assert code == train.PREEMPTED_EXIT_CODE, out

@@ -37,6 +37,7 @@ def _traces(model_dir, pattern):
     return sorted(pathlib.Path(run_dir.RunDir(model_dir).profile_dir()).rglob(pattern))
 
 
+@pytest.mark.slow
 def test_profile_steps_write_a_trace_and_may_change_on_resume(tmp_path):
     one = jax.devices()[:1]
     train.train(_config(tmp_path, profile_steps="2:3", train_steps=2), devices=one)

@@ -53,6 +53,7 @@ def _refused(capsys, model_dir, *extra) -> str:
     return err
 
 
+@pytest.mark.slow
 def test_first_launch_writes_record_config_and_releases_the_lock(finished_run):
     names = set(os.listdir(finished_run))
     assert {"2", "run.json", "config.gin", "input_state", "train"} <= names
@@ -83,6 +84,7 @@ def test_resume_refuses_another_config(finished_run, capsys, extra, named):
         assert "new MODEL_DIR" in err and "resume_overrides" not in err
 
 
+@pytest.mark.slow
 def test_resume_overrides_change_the_learning_rate_on_the_record(finished_run, tmp_path):
     run = shutil.copytree(finished_run, tmp_path / "run")
     lr = "--gin.OptimizerConfig.learning_rate=0.0005"
@@ -109,6 +111,7 @@ def test_resume_overrides_refuse_what_defines_the_data(finished_run, capsys):
     assert "resume_overrides names 'batch_size', which cannot change in place" in err
 
 
+@pytest.mark.slow
 def test_resume_may_train_longer_and_keeps_every_launch_config(finished_run):
     first = (finished_run / "config.gin").read_text()
     record = (finished_run / "run.json").read_text()
@@ -204,6 +207,7 @@ def test_templates_identity_names_the_file_and_its_content(tmp_path, monkeypatch
     assert first.startswith(f"flan:{file}") and catalog.templates_identity() != first
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_naming_the_last_checkpoint(tmp_path, capsys):
     """MODEL_DIR on a 3 MiB tmpfs: the first save cannot fit (needs root to mount)."""
     import subprocess

@@ -102,6 +102,7 @@ def reference(tmp_path_factory, initial_params):
         ("fsdp8", partitioning.MeshConfig(data=1, fsdp=8, rules="fsdp"), 8),
     ],
 )
+@pytest.mark.slow
 def test_same_training_on_every_mesh(tmp_path, initial_params, reference, name, mesh, n_devices):
     result, batches = _run(tmp_path, initial_params, mesh, devices=jax.devices()[:n_devices])
     assert batches == reference["batches"]
@@ -110,6 +111,7 @@ def test_same_training_on_every_mesh(tmp_path, initial_params, reference, name, 
     _assert_close(params, reference["params"])
 
 
+@pytest.mark.slow
 def test_resume_sees_the_same_batches_and_ends_with_the_same_params(
     tmp_path, initial_params, reference
 ):
@@ -126,6 +128,7 @@ def test_resume_sees_the_same_batches_and_ends_with_the_same_params(
     assert again == {"step": 4, "finished": True} and again_batches == []
 
 
+@pytest.mark.slow
 def test_resume_on_another_mesh(tmp_path, initial_params, reference):
     _run(tmp_path, initial_params, stop_after=2)
     _run(tmp_path, initial_params, mesh=partitioning.MeshConfig(data=2, model=4))
@@ -133,6 +136,7 @@ def test_resume_on_another_mesh(tmp_path, initial_params, reference):
     _assert_close(params, reference["params"])
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_matches_full_batch(tmp_path, initial_params, reference):
     _run(tmp_path, initial_params, cfg={"microbatches": 2})
     params, _ = _params(tmp_path, 4)
@@ -185,6 +189,7 @@ def test_config_validation():
         train.TrainConfig("/x", TASK, {"inputs": 8}, 1)
 
 
+@pytest.mark.slow
 def test_periodic_eval_writes_reports(tmp_path, initial_params):
     cfg = {"eval_every": 2, "eval_mixture": "demo:compare:t0:rank", "eval_batch_size": 16}
     _run(tmp_path, initial_params, cfg=cfg)
