@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import os
 import pathlib
+import re
+import signal
 import subprocess
 import sys
 
@@ -107,22 +109,38 @@ def test_compile_cache_environment():
 def test_train_fills_the_compilation_cache(tmp_path):
     """`flan-jax train` (the command line's own process) writes its compiled programs to the
     cache under $XDG_CACHE_HOME; JAX reads them back on the next launch (keyed by program,
-    options and versions)."""
+    options and versions). The same run shows two things a batch job's log needs: SIGUSR1
+    writes the Python stacks and the run goes on, and without a progress bar each logged step
+    is a line."""
     env = {
         k: v
         for k, v in os.environ.items()
         if k not in ("FLAN_JAX_COMPILATION_CACHE", "JAX_COMPILATION_CACHE_DIR")
     }
     env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
-    run = _demo_train(
-        tmp_path / "run",
-        env,
-        "--gin.TRAIN_STEPS=1",
-        "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 8}",
-        "--gin.TrainConfig.progress_bar=False",
+    argv = ["train", "--gin_file=experiments/demo_smoke.gin", f"--gin.MODEL_DIR='{tmp_path}/run'"]
+    argv += ["--gin.TRAIN_STEPS=1", "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 8}"]
+    argv += ["--gin.TrainConfig.progress_bar=False"]
+    run = subprocess.Popen(
+        [sys.executable, "-m", "flan_jax.cli", *argv],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
     )
-    assert run.returncode == 0, run.stderr[-2000:]
-    done = ast.literal_eval(run.stdout.strip().splitlines()[-1].split("done: ", 1)[1])
+    first = []
+    for line in run.stderr:  # the mesh line: the command has started (its handler is set)
+        first.append(line)
+        if " mesh {" in line:
+            break
+    run.send_signal(signal.SIGUSR1)
+    out, rest = run.communicate(timeout=600)
+    err = "".join(first) + rest
+    assert run.returncode == 0, err[-2000:]
+    assert "most recent call first" in err and "flan_jax" in err, err[-2000:]  # the stacks
+    assert re.search(r"step 1/1: loss [0-9.]+, accuracy [0-9.]+, ", err), err[-2000:]
+    done = ast.literal_eval(out.strip().splitlines()[-1].split("done: ", 1)[1])
     assert done["step"] == 1
     entries = list((tmp_path / "cache" / "flan_jax" / "xla").iterdir())
     assert len(entries) >= 2, entries  # at least the init and the train step
