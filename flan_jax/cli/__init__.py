@@ -236,7 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         host_memory.reexec_with_tuned_allocator()
         # `kill -USR1 <pid>` writes every thread's Python stack to stderr: what a job that
         # seems stuck (a host waiting on a collective, a slow input) is doing, without stopping it.
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
+        if hasattr(signal, "SIGUSR1"):  # POSIX only
+            faulthandler.register(signal.SIGUSR1, all_threads=True)
     args.verbose = args.verbose or os.environ.get("FLAN_JAX_VERBOSE", "") not in ("", "0")
     try:
         with quiet_startup(enabled=not args.verbose):
