@@ -10,9 +10,9 @@ process alone may be sent SIGTERM too: its pid is printed; every process stops a
 
 A process that fails (an exit code other than 0 or 75, or killed by a signal) is named at once,
 and the others are stopped: the job cannot go on without one of its hosts, and they would
-otherwise wait for it in their next collective. When --timeout passes, every process still
-running writes its Python stacks into its log (SIGUSR1, see `flan-jax --help`) before it is
-killed, and the launcher exits with 124.
+otherwise wait for it in their next collective. When --timeout passes (none by default), every
+process still running writes its Python stacks into its log (SIGUSR1, see `flan-jax --help`)
+before it is killed, and the launcher exits with 124.
 
     python launch/local_multiprocess.py --num_processes=2 --devices_per_process=4 -- \\
         train --gin_file=experiments/demo_smoke.gin --gin.MODEL_DIR=\\"runs/mp\\" \\
@@ -47,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num_processes", type=int, default=2)
     parser.add_argument("--devices_per_process", type=int, default=4)
     parser.add_argument("--log_dir", default="runs/multiprocess_logs")
-    parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument(
+        "--timeout", type=float, default=0, help="seconds before the job is stopped (0: no limit)"
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- flan-jax arguments")
     args = parser.parse_args(argv)
     command = [a for a in args.command if a != "--"]
@@ -101,7 +103,7 @@ def _describe(rc: int) -> str:
 
 def _wait(procs: list, timeout: float, stop_all) -> int:
     """Waits for every process; the job's exit code (the first non-zero one, 124 on timeout)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout if timeout > 0 else float("inf")
     failed_at, first_failure = None, 0
     while any(p.poll() is None for p, _ in procs):
         now = time.monotonic()

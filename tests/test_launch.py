@@ -282,3 +282,10 @@ def test_local_launcher_timeout_dumps_stacks_and_exits_124(tmp_path, capsys):
     log.close()
     assert "waiting_for_peer" in (tmp_path / "p0.log").read_text()  # its stack, in its log
     assert "timed out after 2 s: process(es) [0] still running" in capsys.readouterr().out
+
+
+def test_local_launcher_has_no_time_limit_by_default(tmp_path):
+    log = open(tmp_path / "p0.log", "w")
+    proc = _python("time.sleep(1.5)", log)
+    assert local._wait([(proc, log)], 0, lambda *a: None) == 0  # 0: no limit, not "at once"
+    log.close()
