@@ -9,8 +9,8 @@ CPU (default when no GPU is present):
   vocabulary: `tiny_byte`) and small, synthetic random tokens, inputs 512 / targets 114 (no
   packing, no padding), on a 1-device mesh: 8 virtual devices on 2 cores would only split the
   same cores, and the MFU peak is measured on one device (the best of ten 2048^3 f32 matmuls
-  through XLA, ~1 s: what the cores sustain). One step compiles and warms up, then N steps are timed, each
-  waited for with ``block_until_ready``; tokens/s and MFU use the best timed step (other
+  through XLA, ~1 s: what the cores sustain). One step compiles and warms up, then N steps are
+  timed, each waited for with ``block_until_ready``; tokens/s and MFU use the best timed step (other
   processes on a shared machine only add time), the mean is reported beside it.
 * reference: ``transformers`` ``T5ForConditionalGeneration`` with the same shapes (gated-GELU,
   untied logits, same d_model/heads/d_kv/d_ff/layers/vocab, dropout 0), same batch and lengths,

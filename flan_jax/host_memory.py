@@ -3,11 +3,11 @@
 XLA's CPU runtime allocates each step's buffers (activations, gradients, its temporary arena)
 with the C allocator. glibc serves blocks above a few MiB with a fresh `mmap` and unmaps them on
 free, so every training step faults in, and the kernel zeroes, every page of those buffers
-again: ~58k page faults per step for a T5 tiny step (byte vocabulary) on the CPU, ~240k (about a GiB) for T5
-small. glibc's malloc tunables fix that: large blocks come from the heap (`mmap_max=0`), freed
-memory stays mapped for the next step (`trim_threshold`), and the heap is backed by transparent
-huge pages (`hugetlb=1`; 2 MiB pages where the kernel allows them on request, as most
-distributions do). The process then keeps its peak memory until it exits, which a training or
+again: ~58k page faults per step for a T5 tiny step (byte vocabulary) on the CPU, ~240k
+(about a GiB) for T5 small. glibc's malloc tunables fix that: large blocks come from the heap
+(`mmap_max=0`), freed memory stays mapped for the next step (`trim_threshold`), and the heap is
+backed by transparent huge pages (`hugetlb=1`; 2 MiB pages where the kernel allows them on
+request, as most distributions do). The process then keeps its peak memory until it exits, which a training or
 evaluation process reaches on its first step anyway.
 
 Tunables are read only when a process starts, so the CLI starts itself again with them

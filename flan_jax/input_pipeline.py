@@ -35,7 +35,7 @@ def feature_converter(model: models.ModelConfig, pack: bool) -> seqio.FeatureCon
     Without seqio's length assertions: every dataset reaching it is already trimmed to the
     feature lengths (seqio's `trim_output_features`; `Truncation` reports what was cut), and
     its output is padded to them by construction. Each assertion is a traced tf.function per
-    task and feature: 80 of them took 7 s of the 41 s `make smoke` evaluation."""
+    task and feature: 80 of them took 7 s of a 41 s `flan-jax eval` of a smoke checkpoint."""
     return _CONVERTERS[models.batch_layout(model)](pack=pack, apply_length_check=False)
 
 

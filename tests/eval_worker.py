@@ -39,6 +39,30 @@ SMALL = [
 ]
 
 
+def local_job(log_dir, timeout: int) -> list[str]:
+    """The command prefix of a two-process x 4-device job through launch/local_multiprocess.py;
+    the flan-jax arguments follow."""
+    return [
+        sys.executable,
+        os.path.join(ROOT, "launch", "local_multiprocess.py"),
+        "--num_processes=2",
+        "--devices_per_process=4",
+        f"--log_dir={log_dir}",
+        f"--timeout={timeout}",
+        "--",
+    ]
+
+
+def report_examples(out_dir) -> dict:
+    """Per-example outputs of an eval report directory, by relative path."""
+    found = {}
+    for path in sorted(out_dir.glob("examples/*/*.jsonl")):
+        found[str(path.relative_to(out_dir))] = [
+            json.loads(x) for x in path.read_text().split("\n") if x
+        ]
+    return found
+
+
 def assert_json_close(a, b, where: str = "") -> None:
     """Equal JSON, floats within 1e-5 (reports of two runs of the same checkpoint)."""
     if isinstance(a, float) or isinstance(b, float):
@@ -122,20 +146,19 @@ def write_reports(layout: partitioning.Layout, out_dir: str) -> None:
     model = build_model(_t5())
     tok = jnp.ones((1, 4), jnp.int32)
     params = placed(model, host_params(model, tok, tok, seed=5), layout)
-    for name, cfg in [("beam", _methods()["beam"])]:
-        evaluator.evaluate_mixture(
-            model,
-            params,
-            layout,
-            list(REPORT_TASKS),
-            REPORT_LENGTHS,
-            ("validation", "test"),
-            BATCH,
-            os.path.join(out_dir, name),
-            vocabulary=vocab.get_vocabulary("byte"),
-            num_examples=6,
-            decode_config=cfg,
-        )
+    evaluator.evaluate_mixture(
+        model,
+        params,
+        layout,
+        list(REPORT_TASKS),
+        REPORT_LENGTHS,
+        ("validation", "test"),
+        BATCH,
+        os.path.join(out_dir, "beam"),
+        vocabulary=vocab.get_vocabulary("byte"),
+        num_examples=6,
+        decode_config=_methods()["beam"],
+    )
 
 
 if __name__ == "__main__":
@@ -152,13 +175,3 @@ if __name__ == "__main__":
         np.savez(sys.argv[1], **outputs)
     write_reports(layout, sys.argv[2])
     print("worker done", jax.process_index(), flush=True)
-
-
-def report_examples(out_dir) -> dict:
-    """Per-example outputs of an eval report directory, by relative path."""
-    found = {}
-    for path in sorted(out_dir.glob("examples/*/*.jsonl")):
-        found[str(path.relative_to(out_dir))] = [
-            json.loads(x) for x in path.read_text().split("\n") if x
-        ]
-    return found

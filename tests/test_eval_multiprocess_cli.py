@@ -6,12 +6,10 @@ outputs, for a tiny trained checkpoint on the demo held-out and held-in mixtures
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import pytest
-from eval_worker import ENV, ROOT, SMALL, assert_json_close, report_examples
+from eval_worker import ENV, ROOT, SMALL, assert_json_close, local_job, report_examples
 
 from flan_jax import cli
 
@@ -48,13 +46,7 @@ def _eval_args(checkpoint, out_dir) -> list[str]:
 def test_eval_on_two_processes_writes_the_single_process_report(checkpoint, tmp_path):
     assert cli.main(_eval_args(checkpoint, tmp_path / "one")) == 0
     cmd = [
-        sys.executable,
-        os.path.join(ROOT, "launch", "local_multiprocess.py"),
-        "--num_processes=2",
-        "--devices_per_process=4",
-        f"--log_dir={tmp_path / 'logs'}",
-        "--timeout=600",
-        "--",
+        *local_job(tmp_path / "logs", timeout=600),
         *_eval_args(checkpoint, tmp_path / "two"),
         "--gin.CPU_DEVICES=None",
     ]

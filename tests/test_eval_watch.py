@@ -9,13 +9,12 @@ Bad input is one line.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 
 import pytest
-from eval_worker import ENV, ROOT, SMALL, assert_json_close
+from eval_worker import ENV, ROOT, SMALL, assert_json_close, local_job
 
 from flan_jax import cli
 
@@ -102,13 +101,7 @@ def _examples(out_dir) -> dict:
 def test_watch_follows_a_two_process_run_with_periodic_eval(tmp_path, capsys):
     run, watched = tmp_path / "run", tmp_path / "watched"
     train = [
-        sys.executable,
-        os.path.join(ROOT, "launch", "local_multiprocess.py"),
-        "--num_processes=2",
-        "--devices_per_process=4",
-        f"--log_dir={tmp_path / 'logs'}",
-        "--timeout=900",
-        "--",
+        *local_job(tmp_path / "logs", timeout=900),
         "train",
         *SMALL,
         f'--gin.MODEL_DIR="{run}"',

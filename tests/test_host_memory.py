@@ -72,11 +72,15 @@ def test_the_restarted_process_reuses_freed_memory():
     assert min(faults) > 10, faults  # munmap on free, fresh pages every time
 
 
-def _demo_train(model_dir: pathlib.Path, env: dict[str, str], *settings: str):
+def _demo_train_command(model_dir: pathlib.Path, *settings: str) -> list[str]:
     """`python -m flan_jax.cli train` on the demo config (the command line's own process)."""
     argv = ["train", "--gin_file=experiments/demo_smoke.gin", f"--gin.MODEL_DIR='{model_dir}'"]
+    return [sys.executable, "-m", "flan_jax.cli", *argv, *settings]
+
+
+def _demo_train(model_dir: pathlib.Path, env: dict[str, str], *settings: str):
     return subprocess.run(
-        [sys.executable, "-m", "flan_jax.cli", *argv, *settings],
+        _demo_train_command(model_dir, *settings),
         env=env,
         capture_output=True,
         text=True,
@@ -118,11 +122,14 @@ def test_train_fills_the_compilation_cache(tmp_path):
         if k not in ("FLAN_JAX_COMPILATION_CACHE", "JAX_COMPILATION_CACHE_DIR")
     }
     env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
-    argv = ["train", "--gin_file=experiments/demo_smoke.gin", f"--gin.MODEL_DIR='{tmp_path}/run'"]
-    argv += ["--gin.TRAIN_STEPS=1", "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 8}"]
-    argv += ["--gin.TrainConfig.progress_bar=False"]
+    command = _demo_train_command(
+        tmp_path / "run",
+        "--gin.TRAIN_STEPS=1",
+        "--gin.TASK_FEATURE_LENGTHS={'inputs': 32, 'targets': 8}",
+        "--gin.TrainConfig.progress_bar=False",
+    )
     run = subprocess.Popen(
-        [sys.executable, "-m", "flan_jax.cli", *argv],
+        command,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

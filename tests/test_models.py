@@ -593,7 +593,7 @@ def test_cross_entropy_z_loss_and_label_smoothing():
 
 
 @pytest.mark.parametrize("z_loss,eps", [(1e-4, 0.0), (0.0, 0.1), (1e-2, 0.2)])
-def test_cross_entropy_gradient_is_autodiffs(z_loss, eps):
+def test_cross_entropy_gradients_match_optax(z_loss, eps):
     # The gradients the train step takes against those of optax's CE with smoothed one-hot
     # targets (plus the z-loss), for both outputs that depend on the logits.
     rng = np.random.default_rng(1)

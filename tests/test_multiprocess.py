@@ -4,29 +4,21 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from eval_worker import ENV, local_job
 
 from flan_jax import checkpoints, train
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _launch(tmp_path, *flags: str, timeout: int = 600) -> list[str]:
     """launch/local_multiprocess.py running a tiny `flan-jax train` in tmp_path/run."""
     return [
-        sys.executable,
-        os.path.join(ROOT, "launch", "local_multiprocess.py"),
-        "--num_processes=2",
-        "--devices_per_process=4",
-        f"--log_dir={tmp_path / 'logs'}",
-        f"--timeout={timeout}",
-        "--",
+        *local_job(tmp_path / "logs", timeout),
         "train",
         "--gin_file=experiments/demo_smoke.gin",
         f'--gin.MODEL_DIR="{tmp_path / "run"}"',
@@ -41,10 +33,6 @@ def _launch(tmp_path, *flags: str, timeout: int = 600) -> list[str]:
         "--gin.TrainConfig.progress_bar=False",
         *flags,
     ]
-
-
-# The processes get their device count from the launcher, not from the test's XLA_FLAGS.
-ENV = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
 
 
 def _train(tmp_path, steps: int) -> list[str]:
