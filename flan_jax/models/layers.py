@@ -219,10 +219,17 @@ def _dot_product_attention_fwd(
     return out, (q, k, v, weights, bias, out, any_visible)
 
 
+def _transposed_result(x: Array) -> Array:
+    """A [b, h, d, k] product kept as computed: without the barrier, XLA's algebraic simplifier
+    folds the swap that follows back into the dot, which turns it into the transposed-A form
+    again (measured on CPU: 6.8 ms against 1.6 ms for [8, 4, 512, 512] x [8, 4, 512, 16])."""
+    return jax.lax.optimization_barrier(x)
+
+
 def _dot_product_attention_bwd(res: tuple, d_out: Array) -> tuple:
     q, k, v, weights, bias, out, any_visible = res
     # dV = W^T dO, computed transposed: [b, h, d, k].
-    d_v = jnp.einsum("bhqd,bhqk->bhdk", d_out, weights.astype(v.dtype))
+    d_v = _transposed_result(jnp.einsum("bhqd,bhqk->bhdk", d_out, weights.astype(v.dtype)))
     # Rows with no visible key: their logits get no gradient (masked), only V does (above).
     d_out_logits = jnp.where(any_visible, d_out, 0).astype(d_out.dtype)
     d_w = jnp.einsum("bhqd,bhkd->bhqk", d_out_logits, v, preferred_element_type=jnp.float32)
@@ -233,7 +240,9 @@ def _dot_product_attention_bwd(res: tuple, d_out: Array) -> tuple:
     d_logits = weights * (d_w - row_sums)
     d_s = d_logits.astype(q.dtype)
     d_q = jnp.einsum("bhqk,bhkd->bhqd", d_s, k, preferred_element_type=jnp.float32)
-    d_k = jnp.einsum("bhqd,bhqk->bhdk", q, d_s, preferred_element_type=jnp.float32)
+    d_k = _transposed_result(
+        jnp.einsum("bhqd,bhqk->bhdk", q, d_s, preferred_element_type=jnp.float32)
+    )
     d_bias = None
     if bias is not None:
         d_bias = _add_position_bias_bwd(bias, d_logits)[1]
