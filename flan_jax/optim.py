@@ -120,22 +120,57 @@ def _matrices_only(params: optax.Params) -> optax.Params:
     return jax.tree.map(lambda p: p.ndim >= 2, params)
 
 
+def scale_by_param_rms(min_scale: float = 1e-3) -> optax.GradientTransformation:
+    """Adafactor's parameter scaling: each update times `max(rms(param), min_scale)`.
+
+    The same numbers as `optax.scale_by_param_block_rms` (and the same empty state), computed
+    with one reduction per parameter. optax's goes through `safe_root_mean_squares`, which is
+    written for differentiating through it: it selects between the parameter and ones into a
+    full-size copy and reduces again. Nothing differentiates an optimizer update, and the copy
+    cost ~5% of a T5 small train step on CPU (one write per parameter element, every step).
+    """
+
+    def update_fn(updates, state, params=None):
+        if params is None:
+            raise ValueError("scale_by_param_rms needs the params passed to update()")
+
+        def scaled(u: jax.Array, p: jax.Array) -> jax.Array:
+            rms = jnp.sqrt(jnp.mean(jnp.square(p)))
+            return u * jnp.maximum(rms, min_scale)
+
+        return jax.tree.map(scaled, updates, params), state
+
+    return optax.GradientTransformation(optax.init_empty_state, update_fn)
+
+
+def adafactor(cfg: OptimizerConfig, schedule: optax.Schedule) -> optax.GradientTransformation:
+    """`optax.adafactor` with T5X's settings, transform for transform (so the optimizer state,
+    and with it every checkpoint, has optax's structure), except that the parameter scaling is
+    `scale_by_param_rms` (the same numbers, cheaper)."""
+    chain = [
+        # T5X's epsilon1 and factoring threshold (optax's defaults, stated for the record).
+        optax.scale_by_factored_rms(
+            decay_rate=cfg.decay_rate, min_dim_size_to_factor=128, epsilon=1e-30
+        )
+    ]
+    if cfg.clipping_threshold is not None:
+        chain.append(optax.clip_by_block_rms(cfg.clipping_threshold))
+    chain.append(optax.scale_by_learning_rate(schedule, flip_sign=False))
+    if cfg.multiply_by_parameter_scale:
+        chain.append(scale_by_param_rms())
+    if cfg.momentum is not None:
+        chain.append(optax.ema(cfg.momentum, debias=False, accumulator_dtype=jnp.float32))
+    if cfg.weight_decay:
+        chain.append(optax.add_decayed_weights(cfg.weight_decay, mask=_matrices_only))
+    chain.append(optax.scale(-1))
+    return optax.chain(*chain)
+
+
 def make_optimizer(cfg: OptimizerConfig, total_steps: int) -> optax.GradientTransformation:
     """The optax optimizer for `cfg`, with optional global-norm clipping in front."""
     schedule = make_schedule(cfg, total_steps)
     if cfg.name == "adafactor":
-        tx = optax.adafactor(
-            learning_rate=schedule,
-            decay_rate=cfg.decay_rate,
-            clipping_threshold=cfg.clipping_threshold,
-            multiply_by_parameter_scale=cfg.multiply_by_parameter_scale,
-            momentum=cfg.momentum,
-            weight_decay_rate=cfg.weight_decay or None,
-            weight_decay_mask=_matrices_only,
-            # T5X's epsilon1 and factoring threshold (optax's defaults, stated for the record).
-            eps=1e-30,
-            min_dim_size_to_factor=128,
-        )
+        tx = adafactor(cfg, schedule)
     else:
         tx = optax.adamw(
             learning_rate=schedule,
