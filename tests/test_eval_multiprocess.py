@@ -6,8 +6,8 @@
   decoded with each method;
 * length bucketing changes no score or token.
 
-The command-line path (`flan-jax eval` through launch/local_multiprocess.py) is in
-tests/test_eval_multiprocess_cli.py, so the two long files run side by side under xdist.
+The command-line path (`flan-jax eval` through launch/local_multiprocess.py) is tested in
+tests/test_eval_watch.py against the watcher's one-process report of the same checkpoint.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 The watcher (one process, 8 devices) evaluates each checkpoint as the trainer (two processes x
 4 devices) commits it and exits after the final step; the trainer's periodic eval of step 2
-equals the watcher's evaluation of checkpoint 2; a second watcher finds nothing left to do.
-Bad input is one line.
+equals the watcher's evaluation of checkpoint 2; a second watcher finds nothing left to do;
+`flan-jax eval` of checkpoint 4 over two processes x 4 devices writes the watcher's (one
+process, 8 devices) report of it. Bad input is one line.
 """
 
 from __future__ import annotations
@@ -172,3 +173,31 @@ def test_watch_follows_a_two_process_run_with_periodic_eval(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(watch) == 0
     assert "evaluated steps [], already evaluated [2, 4]" in capsys.readouterr().out
+
+    # `flan-jax eval` of the last checkpoint over two processes x 4 devices (both splits, so it
+    # also writes the FLAN report) scores the validation split as the one-process watcher did.
+    two = tmp_path / "two_process_eval"
+    evaluate = [
+        *local_job(tmp_path / "eval_logs", timeout=600),
+        "eval",
+        *SMALL,
+        f'--gin.CHECKPOINT_PATH="{run / "4"}"',
+        f'--gin.EvalConfig.output_dir="{two}"',
+        "--gin.CPU_DEVICES=None",
+    ]
+    done = subprocess.run(evaluate, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=700)
+    eval_logs = [(tmp_path / "eval_logs" / f"process_{i}.log").read_text() for i in range(2)]
+    assert done.returncode == 0, done.stdout + "\n".join(t[-3000:] for t in eval_logs)
+    one = watched / "step_4"
+    assert_json_close(
+        json.loads((one / "metrics.json").read_text())["metrics"]["validation"],
+        json.loads((two / "metrics.json").read_text())["metrics"]["validation"],
+        "metrics",
+    )
+    examples = _examples(one)
+    assert examples
+    assert_json_close(examples, _examples(two), "examples")
+    assert list((two / "examples" / "test").glob("*.jsonl"))
+    assert set(json.loads((two / "results.json").read_text())["clusters"]) == {"nli"}
+    for name in ("results.md", "nli.png"):
+        assert (two / name).exists(), name
