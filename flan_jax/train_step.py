@@ -221,7 +221,7 @@ def make_train_step(
             "z_loss": aux["z_loss"] / denom,
             "accuracy": aux["correct"] / jnp.maximum(aux["weights"], 1.0),
             "target_tokens": aux["weights"],
-            "grad_norm": optax.global_norm(grads),
+            "grad_norm": optax.tree.norm(grads),
             "learning_rate": schedule(state["step"]),
         }
         return new_state, metrics

@@ -2,7 +2,9 @@
 
 GPU machines have no TensorFlow, seqio or gin, so the check's whole run (models, partitioning,
 optimizer, train step, decoding, the bench helpers, torch and transformers) must not import
-them. Nothing here times anything: the numbers are the bench's business.
+them. Their JAX stack is newer than ours (JAX 0.11), so the run must also use nothing that the
+JAX libraries here already deprecate: what they deprecate, a later release removes. Nothing here
+times anything: the numbers are the bench's business.
 """
 
 import json
@@ -16,14 +18,29 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[1]
 FORBIDDEN = ("tensorflow", "tensorflow_datasets", "seqio", "gin")
 
-# The full dry run in a fresh interpreter, then the forbidden top-level modules it loaded.
+# Where a deprecation warning raised while the check runs counts against us: the JAX stack and
+# our own code (torch's and transformers' own deprecations are theirs).
+WATCHED = ("jax", "jaxlib", "flax", "optax", "orbax", "flan_jax", "bench")
+
+# The full dry run in a fresh interpreter, recording every warning; then the forbidden top-level
+# modules it loaded and the deprecations raised from the watched packages.
 _RUN_AND_LIST_IMPORTS = f"""
-import json, runpy, sys
+import json, os, runpy, sys, warnings
 sys.argv = ["device_check.py", "--dry-run"]
-runpy.run_path({str(REPO / "bench" / "device_check.py")!r}, run_name="__main__")
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    runpy.run_path({str(REPO / "bench" / "device_check.py")!r}, run_name="__main__")
 loaded = sorted({{m.split(".")[0] for m in sys.modules}} & set({FORBIDDEN!r}))
+def watched(path):
+    parts = os.path.normpath(path).split(os.sep)
+    return any(p in {WATCHED!r} for p in parts)
+deprecations = sorted({{
+    f"{{w.category.__name__}}: {{w.message}} ({{w.filename}}:{{w.lineno}})"
+    for w in caught
+    if issubclass(w.category, (DeprecationWarning, FutureWarning)) and watched(w.filename)
+}})
 print(json.dumps({{"forbidden_loaded": loaded, "decoding": "flan_jax.evaluation.decoding" in
-    sys.modules}}))
+    sys.modules, "deprecations": deprecations}}))
 """
 
 
@@ -66,6 +83,11 @@ def test_dry_run_imports_no_tensorflow_seqio_or_gin(dry_run):
     _, imports = dry_run
     assert imports["decoding"]  # the real decoding path ran
     assert imports["forbidden_loaded"] == []
+
+
+def test_dry_run_uses_nothing_the_jax_stack_deprecates(dry_run):
+    _, imports = dry_run
+    assert imports["deprecations"] == []
 
 
 @pytest.mark.slow
