@@ -171,18 +171,42 @@ def make_train_step(
 ) -> Callable:
     """``(state, batch) -> (state, metrics)``, to be jitted with shardings and donation."""
     dropout = getattr(cfg.model, "dropout_rate", 0.0) > 0
+    budget = models.logit_row_budget(cfg.model, cfg.task_feature_lengths)
 
-    def loss_fn(params, batch, rng):
-        inputs = {k: v for k, v in batch.items() if k != "decoder_loss_weights"}
-        logits = model.apply(
-            {"params": params}, **inputs, enable_dropout=dropout, rngs={"dropout": rng}
-        )
-        targets, weights = batch["decoder_target_tokens"], batch["decoder_loss_weights"]
+    def loss_terms(logits, targets, weights):
         loss_sum, z_sum, weight_sum = losses.cross_entropy_with_z_loss(
             logits, targets, weights, cfg.z_loss, cfg.label_smoothing
         )
         correct, _ = losses.token_accuracy(logits, targets, weights)
         return loss_sum, {"z_loss": z_sum, "weights": weight_sum, "correct": correct}
+
+    def loss_fn(params, batch, rng):
+        inputs = {k: v for k, v in batch.items() if k != "decoder_loss_weights"}
+        targets, weights = batch["decoder_target_tokens"], batch["decoder_loss_weights"]
+        apply = functools.partial(
+            model.apply, {"params": params}, **inputs, enable_dropout=dropout, rngs={"dropout": rng}
+        )
+        if budget is None:
+            return loss_terms(apply(), targets, weights)
+        # Logits only where the loss is (a prefix-LM's targets): the same loss terms without
+        # the output layer's products, softmax and their gradients at the input positions.
+        # Rows with more weighted positions than the budget (possible when packed) take the
+        # logits everywhere instead; both branches share the model's forward pass.
+        hidden = apply(return_hidden=True)
+        rows, fits = losses.loss_rows(weights, budget)
+
+        def at_rows():
+            def take(a):
+                return jnp.take_along_axis(a, rows, axis=1)
+
+            picked = jnp.take_along_axis(hidden, rows[..., None], axis=1)
+            logits = models.head_logits(cfg.model, params, picked)
+            return loss_terms(logits, take(targets), take(weights))  # 0 past the weighted
+
+        def everywhere():
+            return loss_terms(models.head_logits(cfg.model, params, hidden), targets, weights)
+
+        return jax.lax.cond(fits, at_rows, everywhere)
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 

@@ -150,7 +150,7 @@ def test_presets_flops_and_validation():
     d, h, g, k, f, v = 64, 4, 2, 24, 96, 512
     s = 10
     block = 2 * s * (2 * d * h * k + 2 * d * g * k + 3 * d * f) + 4 * s * s * h * k
-    expected = 3 * (3 * block + 2 * s * d * v)
+    expected = 3 * (3 * block + 2 * 4 * d * v)  # logits at the 4 target positions only
     assert models.train_flops_per_example(config, {"inputs": 6, "targets": 4}) == expected
     assert models.family_of(config).report_name(config) == "Llama tiny"
     with pytest.raises(ValueError, match="num_kv_heads=3: must divide num_heads=4"):

@@ -67,8 +67,10 @@ __all__ = [
     "family_named",
     "family_of",
     "gemma_config",
+    "head_logits",
     "init_decode_cache",
     "llama_config",
+    "logit_row_budget",
     "model_feature_lengths",
     "param_count",
     "preset",
@@ -131,6 +133,17 @@ def param_count(config: ModelConfig) -> int:
 def train_flops_per_example(config: ModelConfig, task_feature_lengths: Mapping[str, int]) -> float:
     """Model FLOPs of one training step per example (packed row) at these task lengths."""
     return family_of(config).train_flops_per_example(config, task_feature_lengths)
+
+
+def logit_row_budget(config: ModelConfig, task_feature_lengths: Mapping[str, int]) -> int | None:
+    """Positions per batch row the training loss usually weighs, when the model can compute
+    logits at those alone (`head_logits`); None: the loss takes logits at every position."""
+    return family_of(config).logit_row_budget(config, task_feature_lengths)
+
+
+def head_logits(config: ModelConfig, params: Any, hidden: jax.Array) -> jax.Array:
+    """fp32 logits of final hidden states from `model.apply(..., return_hidden=True)`."""
+    return family_of(config).head_logits(config, params, hidden)
 
 
 @functools.lru_cache(maxsize=16)

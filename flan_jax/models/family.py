@@ -218,6 +218,20 @@ class Family:
         """Model FLOPs of one training step per example (packed row), analytic."""
         raise NotImplementedError
 
+    # -- training ---------------------------------------------------------------------------
+
+    def logit_row_budget(self, config: Any, task_feature_lengths: Mapping[str, int]) -> int | None:
+        """How many positions per batch row the training loss usually weighs (a prefix-LM's
+        targets), when the module can return its final hidden states (`return_hidden=True`)
+        and `head_logits` can turn a selection of them into logits; None (the default): the
+        loss takes the module's logits at every position."""
+        return None
+
+    def head_logits(self, config: Any, params: Any, hidden: Array) -> Array:
+        """fp32 logits [..., vocab] of final hidden states [..., d_model] (from the module's
+        `return_hidden=True`), exactly as the module's own output layer computes them."""
+        raise NotImplementedError
+
     # -- inference --------------------------------------------------------------------------
 
     def init_decode_cache(

@@ -53,6 +53,21 @@ def cross_entropy_with_z_loss(
     return loss_sum, jnp.sum(z * weights), jnp.sum(weights)
 
 
+def loss_rows(weights: Array, budget: int) -> tuple[Array, Array]:
+    """The positions of each row that the loss weighs, for computing logits there alone.
+
+    Returns `(rows [b, budget], fits)`: per row, the weighted positions in order, then
+    unweighted ones (weight 0) to fill `budget`; and whether every row's weighted positions fit
+    in `budget`. When `fits`, the loss over the selected positions has exactly the terms of the
+    loss over all positions.
+    """
+    budget = min(budget, weights.shape[1])
+    weighted = weights > 0
+    # A stable sort of "not weighted" puts each row's weighted positions first, in order.
+    order = jnp.argsort(jnp.logical_not(weighted).astype(jnp.int32), axis=1, stable=True)
+    return order[:, :budget].astype(jnp.int32), jnp.all(jnp.sum(weighted, axis=1) <= budget)
+
+
 def token_accuracy(logits: Array, targets: Array, weights: Array) -> tuple[Array, Array]:
     """(weighted count of targets whose logit is the row's maximum, weight sum).
 

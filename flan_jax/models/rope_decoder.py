@@ -229,13 +229,17 @@ class TokenEmbedder(nn.Module):
         return jnp.take(self.embedding.astype(self.dtype), ids, axis=0)
 
     def attend(self, x: Array) -> Array:
-        logits = jnp.einsum(
-            "td,vd->tv",
-            tokens_as_rows(x),
-            self.embedding.astype(self.dtype),
-            preferred_element_type=jnp.float32,
-        )
-        return logits.reshape(*x.shape[:-1], self.embedding.shape[0])
+        return _output_logits(x, self.embedding, tied=True, dtype=self.dtype)
+
+
+def _output_logits(x: Array, table: Array, tied: bool, dtype: jnp.dtype) -> Array:
+    """fp32 logits [..., vocab] of hidden states [..., d]: against the token table [vocab, d]
+    when `tied`, else the untied kernel [d, vocab]; activation-dtype operands, fp32 result."""
+    spec = "td,vd->tv" if tied else "td,dv->tv"
+    logits = jnp.einsum(
+        spec, tokens_as_rows(x), table.astype(dtype), preferred_element_type=jnp.float32
+    )
+    return logits.reshape(*x.shape[:-1], table.shape[0] if tied else table.shape[1])
 
 
 def _dropout(
@@ -387,7 +391,11 @@ class RopeDecoder(nn.Module):
         decoder_causal_attention: Array | None = None,
         enable_dropout: bool = False,
         decode: bool = False,
+        return_hidden: bool = False,
     ) -> Array:
+        """fp32 logits [b, t, vocab]; with `return_hidden`, the final hidden states [b, t, d]
+        instead, which the family's `head_logits` turns into the same logits (the training loss
+        takes them at the target positions only)."""
         del decoder_causal_attention  # always causal (see the module docstring)
         cfg = self.config
         dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
@@ -452,20 +460,17 @@ class RopeDecoder(nn.Module):
         x = RMSNorm(cfg.norm_epsilon, cfg.norm_offset, dtype, param_dtype, name="decoder_norm")(x)
         x = _dropout(x, cfg.dropout_rate, deterministic)
         if cfg.tie_word_embeddings:
-            logits = embedder.attend(x)
+            table = embedder.embedding
         else:
-            kernel = self.param(
+            table = self.param(
                 "logits_dense",
                 nn.with_logical_partitioning(_normal(), ("embed", "vocab")),
                 (cfg.d_model, cfg.vocab_size),
                 param_dtype,
             )
-            logits = jnp.einsum(
-                "td,dv->tv",
-                tokens_as_rows(x),
-                kernel.astype(dtype),
-                preferred_element_type=jnp.float32,
-            ).reshape(*x.shape[:-1], cfg.vocab_size)
+        if return_hidden:
+            return x
+        logits = _output_logits(x, table, cfg.tie_word_embeddings, dtype)
         return nn.with_logical_constraint(logits, ("batch", "length", "vocab"))
 
 
@@ -528,6 +533,19 @@ class RopeDecoderFamily(family.Family):
     ) -> dict[str, int]:
         return {"decoder_target_tokens": sum(task_feature_lengths.values())}
 
+    def logit_row_budget(
+        self, config: RopeDecoderConfig, task_feature_lengths: Mapping[str, int]
+    ) -> int | None:
+        # A row holds inputs then targets; the loss weighs the targets only.
+        targets = task_feature_lengths["targets"]
+        return targets if targets < sum(task_feature_lengths.values()) else None
+
+    def head_logits(self, config: RopeDecoderConfig, params: Any, hidden: Array) -> Array:
+        tied = config.tie_word_embeddings
+        table = params["token_embedder"]["embedding"] if tied else params["logits_dense"]
+        logits = _output_logits(hidden, table, tied, jnp.dtype(config.dtype))
+        return nn.with_logical_constraint(logits, ("batch", "length", "vocab"))
+
     def param_count(self, config: RopeDecoderConfig) -> int:
         d, h, g, k, f = (
             config.d_model,
@@ -548,8 +566,8 @@ class RopeDecoderFamily(family.Family):
     ) -> float:
         """3x forward (matmuls 2mkn, gathers and elementwise ops free) over the concatenated
         sequence S = inputs + targets: projections (grouped K/V), the full S x S square of
-        attention scores and values (as `decoder.py` counts), the gated MLP, and logits at
-        every position."""
+        attention scores and values (as `decoder.py` counts), the gated MLP, and logits at the
+        target positions, the only ones the training loss computes them at (`head_logits`)."""
         d, h, g, k, f, v = (
             config.d_model,
             config.num_heads,
@@ -560,7 +578,8 @@ class RopeDecoderFamily(family.Family):
         )
         s = sum(task_feature_lengths.values())
         block = 2 * s * (2 * d * h * k + 2 * d * g * k + 3 * d * f) + 4 * s * s * h * k
-        return 3.0 * float(config.num_layers * block + 2 * s * d * v)
+        t = self.logit_row_budget(config, task_feature_lengths) or s
+        return 3.0 * float(config.num_layers * block + 2 * t * d * v)
 
     def init_decode_cache(
         self,
