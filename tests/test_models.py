@@ -230,7 +230,8 @@ def test_train_flops_match_t5_md(size, tflop):
 def test_decoder_only_flops_formula():
     cfg = decoder_config("tiny", vocab_size=VOCAB)
     d, a, f, s = 64, 64, 128, 10
-    expected = 3 * (2 * (2 * s * (4 * d * a + 3 * d * f) + 4 * s * s * a) + 2 * s * d * VOCAB)
+    # Logits at the 4 target positions only (the training loss computes no others).
+    expected = 3 * (2 * (2 * s * (4 * d * a + 3 * d * f) + 4 * s * s * a) + 2 * 4 * d * VOCAB)
     assert train_flops_per_example(cfg, {"inputs": 6, "targets": 4}) == expected
 
 

@@ -20,7 +20,7 @@ from flan_jax.models import family, lm_decoding
 from flan_jax.models.family import ModelConfig, ModelFn, Stepper
 from flan_jax.models.layers import Array, Embed
 from flan_jax.models.losses import target_scores
-from flan_jax.models.stack import SHARED_CACHE_LEAVES, DecoderStack
+from flan_jax.models.stack import SHARED_CACHE_LEAVES, DecoderStack, output_logits
 
 # Key positions given to hidden cache slots: larger than any query position, so the decoder's
 # "key position <= query position" mask never shows them.
@@ -83,9 +83,12 @@ class DecoderOnly(nn.Module):
         decoder_causal_attention: Array | None = None,
         enable_dropout: bool = False,
         decode: bool = False,
+        return_hidden: bool = False,
     ) -> Array:
         """Token ids [b, t] (seqio DecoderFeatureConverter / PrefixLMFeatureConverter keys) ->
-        logits [b, t, vocab] in fp32. See `stack.py` for `decode=True`."""
+        logits [b, t, vocab] in fp32, or with `return_hidden` the final hidden states [b, t, d]
+        (the family's `head_logits` makes the same logits of them). See `stack.py` for
+        `decode=True`."""
         cfg = self.config
         embedder = Embed(
             cfg.vocab_size,
@@ -104,6 +107,7 @@ class DecoderOnly(nn.Module):
             decoder_causal_attention=decoder_causal_attention,
             deterministic=not enable_dropout,
             decode=decode,
+            return_hidden=return_hidden,
         )
 
 
@@ -179,6 +183,17 @@ class DecoderFamily(family.Family):
     ) -> dict[str, int]:
         return {"decoder_target_tokens": sum(task_feature_lengths.values())}
 
+    def logit_row_budget(
+        self, config: DecoderConfig, task_feature_lengths: Mapping[str, int]
+    ) -> int | None:
+        # A row holds inputs then targets; the loss weighs the targets only.
+        targets = task_feature_lengths["targets"]
+        return targets if targets < sum(task_feature_lengths.values()) else None
+
+    def head_logits(self, config: DecoderConfig, params: Any, hidden: Array) -> Array:
+        kernel = params["decoder"]["logits_dense"]
+        return output_logits(hidden, kernel, jnp.dtype(config.dtype))
+
     def param_count(self, config: DecoderConfig) -> int:
         d, a, f = config.d_model, config.num_heads * config.head_dim, config.d_ff
         attn = 4 * d * a  # q, k, v, o
@@ -193,8 +208,8 @@ class DecoderFamily(family.Family):
         """3x forward (matmuls 2mkn; gathers free): T5's per-layer terms over the concatenated
         sequence S = inputs + targets (the prefix-LM layout, loss on the targets only);
         attention scores counted over the full S x S square as t5.md does for the causal
-        decoder, and logits counted on all S positions because the model computes them
-        everywhere (the loss just ignores the prefix ones)."""
+        decoder, and logits counted at the target positions, the only ones the training loss
+        computes them at (`head_logits`)."""
         d, a, f, v = (
             config.d_model,
             config.num_heads * config.head_dim,
@@ -206,7 +221,8 @@ class DecoderFamily(family.Family):
         def block(s: int) -> float:  # self-attention (projections + scores/values) and MLP
             return 2 * s * (4 * d * a + 3 * d * f) + 4 * s * s * a
 
-        fwd = config.num_layers * block(s) + 2 * s * d * v
+        t = self.logit_row_budget(config, task_feature_lengths) or s
+        fwd = config.num_layers * block(s) + 2 * t * d * v
         return 3.0 * float(fwd)
 
     def init_decode_cache(

@@ -119,7 +119,10 @@ class DecoderStack(nn.Module):
         deterministic: bool = True,
         decode: bool = False,
         max_decode_length: int | None = None,
+        return_hidden: bool = False,
     ) -> Array:
+        """fp32 logits [b, t, vocab]; with `return_hidden`, the final hidden states [b, t, d]
+        that `output_logits` turns into the same logits."""
         cfg = self.config
         dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
         batch, length = decoder_input_tokens.shape
@@ -213,11 +216,18 @@ class DecoderStack(nn.Module):
             (cfg.d_model, cfg.vocab_size),
             param_dtype,
         )
-        # Activation-dtype matmul with fp32 accumulation: fp32 logits for the loss.
-        logits = jnp.einsum(
-            "td,dv->tv", tokens_as_rows(x), kernel.astype(dtype), preferred_element_type=jnp.float32
-        ).reshape(*x.shape[:-1], cfg.vocab_size)
-        return nn.with_logical_constraint(logits, ("batch", "length", "vocab"))
+        if return_hidden:
+            return x
+        return output_logits(x, kernel, dtype)
+
+
+def output_logits(x: Array, kernel: Array, dtype: jnp.dtype) -> Array:
+    """fp32 logits [..., vocab] of final hidden states [..., d] and the untied kernel
+    [d, vocab]: an activation-dtype matmul with fp32 accumulation, for the loss."""
+    logits = jnp.einsum(
+        "td,dv->tv", tokens_as_rows(x), kernel.astype(dtype), preferred_element_type=jnp.float32
+    ).reshape(*x.shape[:-1], kernel.shape[1])
+    return nn.with_logical_constraint(logits, ("batch", "length", "vocab"))
 
 
 # ---------------------------------------------------------------------------------------------
