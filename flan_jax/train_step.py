@@ -190,8 +190,10 @@ def make_train_step(
             return loss_terms(apply(), targets, weights)
         # Logits only where the loss is (a prefix-LM's targets): the same loss terms without
         # the output layer's products, softmax and their gradients at the input positions.
-        # Rows with more weighted positions than the budget (possible when packed) take the
-        # logits everywhere instead; both branches share the model's forward pass.
+        # Unpacked, a row holds one example whose targets seqio trimmed to the budget. Packed,
+        # a row may weigh more positions: such a batch takes the logits everywhere instead,
+        # in a branch of the same program (both share the model's forward pass; the branch
+        # costs memory for its full-size logits).
         hidden = apply(return_hidden=True)
         rows, fits = losses.loss_rows(weights, budget)
 
@@ -206,7 +208,7 @@ def make_train_step(
         def everywhere():
             return loss_terms(models.head_logits(cfg.model, params, hidden), targets, weights)
 
-        return jax.lax.cond(fits, at_rows, everywhere)
+        return jax.lax.cond(fits, at_rows, everywhere) if cfg.pack else at_rows()
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 

@@ -55,7 +55,7 @@ def _batch(seed: int, targets_per_row: list[int]) -> dict[str, np.ndarray]:
     }
 
 
-def _step(model_cfg, batch, selective: bool, monkeypatch) -> tuple[dict, dict]:
+def _step(model_cfg, batch, selective: bool, monkeypatch, pack: bool = True) -> tuple[dict, dict]:
     """One jitted train step on a data=4 x model=2 mesh: (metrics, new params) on the host."""
     if not selective:
         monkeypatch.setattr(models, "logit_row_budget", lambda *a: None)
@@ -70,6 +70,7 @@ def _step(model_cfg, batch, selective: bool, monkeypatch) -> tuple[dict, dict]:
         optimizer=optim.OptimizerConfig(name="adamw", learning_rate=1e-2),
         z_loss=1e-3,
         label_smoothing=0.1,
+        pack=pack,
     )
     layout = partitioning.Layout.build(cfg.mesh, jax.devices())
     model = models.build_model(model_cfg)
@@ -87,14 +88,18 @@ def _step(model_cfg, batch, selective: bool, monkeypatch) -> tuple[dict, dict]:
     return jax.device_get(metrics), jax.device_get(new_state["params"])
 
 
-@pytest.mark.parametrize("family", ["llama", "gemma", "decoder"])  # untied, tied, T5-style
-def test_loss_at_the_target_rows_equals_the_loss_everywhere(family, monkeypatch):
+@pytest.mark.parametrize(
+    "family,pack",
+    [("llama", True), ("gemma", False), ("decoder", True)],  # untied, tied, T5-style
+)
+def test_loss_at_the_target_rows_equals_the_loss_everywhere(family, pack, monkeypatch):
+    """Packed, the step checks the budget at run time; unpacked it relies on seqio's trimming."""
     config = models.preset(family, "tiny", vocab_size=98, num_layers=2, dropout_rate=0.1)
     assert models.logit_row_budget(config, LENGTHS) == LENGTHS["targets"]
     batch = _batch(0, [6, 0, 3, 6, 1, 5, 0, 2])
     assert bool(losses.loss_rows(jnp.asarray(batch["decoder_loss_weights"]), 6)[1])  # it fits
-    m_sel, p_sel = _step(config, batch, True, monkeypatch)
-    m_all, p_all = _step(config, batch, False, monkeypatch)
+    m_sel, p_sel = _step(config, batch, True, monkeypatch, pack)
+    m_all, p_all = _step(config, batch, False, monkeypatch, pack)
     for key in ("loss", "z_loss", "accuracy", "target_tokens", "grad_norm"):
         np.testing.assert_allclose(m_sel[key], m_all[key], rtol=2e-6, err_msg=key)
     for a, b in zip(jax.tree.leaves(p_sel), jax.tree.leaves(p_all), strict=True):
