@@ -49,6 +49,13 @@ class ModelConfig:
 # Validation shared by the configs built on `layers.py` (one line naming field and value).
 
 
+def prefix_lm_loss_positions(task_feature_lengths: Mapping[str, int]) -> int | None:
+    """A prefix-LM row holds inputs then targets and the loss weighs the targets: how many
+    positions per row that is at most, or None when the targets are the whole row."""
+    targets = task_feature_lengths["targets"]
+    return targets if targets < sum(task_feature_lengths.values()) else None
+
+
 def check_positive(cfg: Any, *names: str) -> None:
     """Each named field is a positive int (not a bool)."""
     for name in names:

@@ -536,9 +536,7 @@ class RopeDecoderFamily(family.Family):
     def logit_row_budget(
         self, config: RopeDecoderConfig, task_feature_lengths: Mapping[str, int]
     ) -> int | None:
-        # A row holds inputs then targets; the loss weighs the targets only.
-        targets = task_feature_lengths["targets"]
-        return targets if targets < sum(task_feature_lengths.values()) else None
+        return family.prefix_lm_loss_positions(task_feature_lengths)
 
     def head_logits(self, config: RopeDecoderConfig, params: Any, hidden: Array) -> Array:
         tied = config.tie_word_embeddings
