@@ -55,8 +55,11 @@ def _batch(seed: int, targets_per_row: list[int]) -> dict[str, np.ndarray]:
     }
 
 
-def _step(model_cfg, batch, selective: bool, monkeypatch, pack: bool = True) -> tuple[dict, dict]:
-    """One jitted train step on a data=4 x model=2 mesh: (metrics, new params) on the host."""
+def _step(
+    model_cfg, batch, selective: bool, monkeypatch, pack: bool = True, mesh: bool = False
+) -> tuple[dict, dict]:
+    """One jitted train step, on a data=4 x model=2 mesh or one device: (metrics, new params)
+    on the host."""
     if not selective:
         monkeypatch.setattr(models, "logit_row_budget", lambda *a: None)
     cfg = train_step.TrainConfig(
@@ -66,13 +69,13 @@ def _step(model_cfg, batch, selective: bool, monkeypatch, pack: bool = True) -> 
         train_steps=10,
         batch_size=BATCH,
         model=model_cfg,
-        mesh=partitioning.MeshConfig(data=4, model=2),
+        mesh=partitioning.MeshConfig(data=4, model=2) if mesh else partitioning.MeshConfig(),
         optimizer=optim.OptimizerConfig(name="adamw", learning_rate=1e-2),
         z_loss=1e-3,
         label_smoothing=0.1,
         pack=pack,
     )
-    layout = partitioning.Layout.build(cfg.mesh, jax.devices())
+    layout = partitioning.Layout.build(cfg.mesh, jax.devices() if mesh else jax.devices()[:1])
     model = models.build_model(model_cfg)
     tx = optim.make_optimizer(cfg.optimizer, cfg.train_steps)
     schedule = optim.make_schedule(cfg.optimizer, cfg.train_steps)
@@ -89,21 +92,24 @@ def _step(model_cfg, batch, selective: bool, monkeypatch, pack: bool = True) -> 
 
 
 @pytest.mark.parametrize(
-    "family,pack",
-    [("llama", True), ("gemma", False), ("decoder", True)],  # untied, tied, T5-style
+    "family,pack,mesh",
+    [("llama", True, True), ("gemma", False, False), ("decoder", True, False)],
+    ids=["untied-packed-mesh", "tied-unpacked", "t5_style-packed"],
 )
-def test_loss_at_the_target_rows_equals_the_loss_everywhere(family, pack, monkeypatch):
-    """Packed, the step checks the budget at run time; unpacked it relies on seqio's trimming."""
-    config = models.preset(family, "tiny", vocab_size=98, num_layers=2, dropout_rate=0.1)
+def test_loss_at_the_target_rows_equals_the_loss_everywhere(family, pack, mesh, monkeypatch):
+    """Packed, the step checks the budget at run time; unpacked it relies on seqio's trimming.
+    On the mesh the batch and the vocabulary are split."""
+    config = models.preset(family, "tiny", vocab_size=98, num_layers=1, dropout_rate=0.1)
     assert models.logit_row_budget(config, LENGTHS) == LENGTHS["targets"]
     batch = _batch(0, [6, 0, 3, 6, 1, 5, 0, 2])
     assert bool(losses.loss_rows(jnp.asarray(batch["decoder_loss_weights"]), 6)[1])  # it fits
-    m_sel, p_sel = _step(config, batch, True, monkeypatch, pack)
-    m_all, p_all = _step(config, batch, False, monkeypatch, pack)
+    m_sel, p_sel = _step(config, batch, True, monkeypatch, pack, mesh)
+    m_all, p_all = _step(config, batch, False, monkeypatch, pack, mesh)
     for key in ("loss", "z_loss", "accuracy", "target_tokens", "grad_norm"):
         np.testing.assert_allclose(m_sel[key], m_all[key], rtol=2e-6, err_msg=key)
     for a, b in zip(jax.tree.leaves(p_sel), jax.tree.leaves(p_all), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+        # AdamW divides by |g|: where a gradient is ~0, its rounding moves the update (lr 1e-2).
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=5e-5)
 
 
 def test_rows_over_the_budget_take_logits_everywhere(monkeypatch):
