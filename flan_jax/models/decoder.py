@@ -18,9 +18,9 @@ import jax.numpy as jnp
 
 from flan_jax.models import family, lm_decoding
 from flan_jax.models.family import ModelConfig, ModelFn, Stepper
-from flan_jax.models.layers import Array, Embed
+from flan_jax.models.layers import Array, Embed, output_logits
 from flan_jax.models.losses import target_scores
-from flan_jax.models.stack import SHARED_CACHE_LEAVES, DecoderStack, output_logits
+from flan_jax.models.stack import SHARED_CACHE_LEAVES, DecoderStack
 
 # Key positions given to hidden cache slots: larger than any query position, so the decoder's
 # "key position <= query position" mask never shows them.

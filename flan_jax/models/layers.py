@@ -110,6 +110,18 @@ def dense(x: Array, kernel: Array, contract: int = 1) -> Array:
     return y.reshape(*lead, *kernel.shape[contract:])
 
 
+def output_logits(x: Array, table: Array, dtype: jnp.dtype, tied: bool = False) -> Array:
+    """fp32 logits [b, t, vocab] of final hidden states [b, t, d]: against an untied kernel
+    [d, vocab], or the token table [vocab, d] when `tied`; activation-dtype operands with fp32
+    accumulation, for the loss. Every family's output layer and its `head_logits` use it, so
+    the logits at selected positions are those of the full output layer."""
+    spec = "td,vd->tv" if tied else "td,dv->tv"
+    logits = jnp.einsum(
+        spec, tokens_as_rows(x), table.astype(dtype), preferred_element_type=jnp.float32
+    ).reshape(*x.shape[:-1], table.shape[0] if tied else table.shape[1])
+    return nn.with_logical_constraint(logits, ("batch", "length", "vocab"))
+
+
 class GatedGeluMlp(nn.Module):
     """T5 1.1 MLP: wo(gelu(wi_0 x) * wi_1 x), dropout on the hidden activations as in T5X."""
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from flan_jax.models import family, lm_decoding
 from flan_jax.models.family import ModelConfig, ModelFn, Stepper
-from flan_jax.models.layers import _MASKED, Array, dense, softmax, tokens_as_rows
+from flan_jax.models.layers import _MASKED, Array, dense, output_logits, softmax
 from flan_jax.models.losses import target_scores
 
 # Position of unwritten and hidden cache slots: above any query position, so always masked.
@@ -229,17 +229,7 @@ class TokenEmbedder(nn.Module):
         return jnp.take(self.embedding.astype(self.dtype), ids, axis=0)
 
     def attend(self, x: Array) -> Array:
-        return _output_logits(x, self.embedding, tied=True, dtype=self.dtype)
-
-
-def _output_logits(x: Array, table: Array, tied: bool, dtype: jnp.dtype) -> Array:
-    """fp32 logits [..., vocab] of hidden states [..., d]: against the token table [vocab, d]
-    when `tied`, else the untied kernel [d, vocab]; activation-dtype operands, fp32 result."""
-    spec = "td,vd->tv" if tied else "td,dv->tv"
-    logits = jnp.einsum(
-        spec, tokens_as_rows(x), table.astype(dtype), preferred_element_type=jnp.float32
-    )
-    return logits.reshape(*x.shape[:-1], table.shape[0] if tied else table.shape[1])
+        return output_logits(x, self.embedding, self.dtype, tied=True)
 
 
 def _dropout(
@@ -470,8 +460,7 @@ class RopeDecoder(nn.Module):
             )
         if return_hidden:
             return x
-        logits = _output_logits(x, table, cfg.tie_word_embeddings, dtype)
-        return nn.with_logical_constraint(logits, ("batch", "length", "vocab"))
+        return output_logits(x, table, dtype, tied=cfg.tie_word_embeddings)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -541,8 +530,7 @@ class RopeDecoderFamily(family.Family):
     def head_logits(self, config: RopeDecoderConfig, params: Any, hidden: Array) -> Array:
         tied = config.tie_word_embeddings
         table = params["token_embedder"]["embedding"] if tied else params["logits_dense"]
-        logits = _output_logits(hidden, table, tied, jnp.dtype(config.dtype))
-        return nn.with_logical_constraint(logits, ("batch", "length", "vocab"))
+        return output_logits(hidden, table, jnp.dtype(config.dtype), tied=tied)
 
     def param_count(self, config: RopeDecoderConfig) -> int:
         d, h, g, k, f = (

@@ -37,7 +37,7 @@ from flan_jax.models.layers import (
     _param,
     attention_mask,
     default_positions,
-    tokens_as_rows,
+    output_logits,
 )
 
 
@@ -122,7 +122,7 @@ class DecoderStack(nn.Module):
         return_hidden: bool = False,
     ) -> Array:
         """fp32 logits [b, t, vocab]; with `return_hidden`, the final hidden states [b, t, d]
-        that `output_logits` turns into the same logits."""
+        that `layers.output_logits` turns into the same logits."""
         cfg = self.config
         dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
         batch, length = decoder_input_tokens.shape
@@ -219,15 +219,6 @@ class DecoderStack(nn.Module):
         if return_hidden:
             return x
         return output_logits(x, kernel, dtype)
-
-
-def output_logits(x: Array, kernel: Array, dtype: jnp.dtype) -> Array:
-    """fp32 logits [..., vocab] of final hidden states [..., d] and the untied kernel
-    [d, vocab]: an activation-dtype matmul with fp32 accumulation, for the loss."""
-    logits = jnp.einsum(
-        "td,dv->tv", tokens_as_rows(x), kernel.astype(dtype), preferred_element_type=jnp.float32
-    ).reshape(*x.shape[:-1], kernel.shape[1])
-    return nn.with_logical_constraint(logits, ("batch", "length", "vocab"))
 
 
 # ---------------------------------------------------------------------------------------------
